@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [NAME ...]` runs them and writes docs/benchmarks.md and docs/bench/NAME.json."""

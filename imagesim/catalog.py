@@ -1,0 +1,276 @@
+"""The SQLite catalog: files, their contents (by SHA-256), every vector of every space, and the state of the saved
+graph files. It is the source of truth: one transaction commits a batch of files together with their vectors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StoreError
+from .vectors import IndexFileState
+
+SCHEMA_VERSION = 1
+CATALOG_NAME = "catalog.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS roots(path TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS contents(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    width INTEGER, height INTEGER);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    content_id INTEGER REFERENCES contents(id),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error TEXT,
+    indexed_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS files_by_content ON files(content_id);
+CREATE TABLE IF NOT EXISTS spaces(
+    name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, description TEXT NOT NULL, dim INTEGER NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors(
+    space TEXT NOT NULL, label INTEGER NOT NULL, content_id INTEGER NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (space, label));
+CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors(content_id, space);
+CREATE TABLE IF NOT EXISTS index_files(
+    space TEXT PRIMARY KEY, generation INTEGER NOT NULL, filename TEXT NOT NULL, size INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL, elements INTEGER NOT NULL, labels_sum INTEGER NOT NULL, fingerprint TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class FileRow:
+    path: str
+    size: int
+    mtime_ns: int
+    content_id: int | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    name: str
+    fingerprint: str
+    description: dict
+    dim: int
+
+
+class Catalog:
+    """Thin typed access to the catalog; every write goes through `transaction()`."""
+
+    def __init__(self, path: Path, *, create: bool) -> None:
+        self.path = path
+        if not create and not path.is_file():
+            raise StoreError(f"no catalog at {path}")
+        try:
+            self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA secure_delete=ON")  # deleted rows (face data) leave no bytes behind
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            if create:
+                self.conn.executescript(_SCHEMA)  # idempotent; executescript commits on its own
+                with self.transaction():
+                    if self.meta("schema_version") is None:
+                        self.set_meta("schema_version", str(SCHEMA_VERSION))
+            version = self.meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"catalog {path} is damaged or not a catalog ({exc}); move it away and re-index") from None
+        if version is None or int(version) > SCHEMA_VERSION:
+            raise StoreError(f"catalog {path} has schema version {version}; this imagesim reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: all or nothing, even under kill -9."""
+        if self.conn.in_transaction:  # nested use joins the outer transaction
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: a cheap 'has the catalog changed?' check."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # ---- meta and roots ------------------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                          (key, value))
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT path FROM roots ORDER BY path")]
+
+    def add_roots(self, roots: Iterable[str]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO roots(path) VALUES(?)", [(r,) for r in roots])
+
+    # ---- files and contents --------------------------------------------------------------------------------------
+
+    def files_under(self, roots: Iterable[str]) -> dict[str, FileRow]:
+        out: dict[str, FileRow] = {}
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            rows = self.conn.execute(
+                "SELECT path, size, mtime_ns, content_id, status, error FROM files WHERE path = ? OR "
+                "(path >= ? AND path < ?)", (root, prefix, prefix[:-1] + "0"))
+            out.update((r[0], FileRow(*r)) for r in rows)
+        return out
+
+    def file(self, path: str) -> FileRow | None:
+        row = self.conn.execute("SELECT path, size, mtime_ns, content_id, status, error FROM files WHERE path=?",
+                                (path,)).fetchone()
+        return FileRow(*row) if row else None
+
+    def content_id(self, sha256: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
+        return int(row[0]) if row else None
+
+    def add_content(self, sha256: str, width: int, height: int) -> int:
+        cur = self.conn.execute("INSERT INTO contents(sha256, width, height) VALUES(?, ?, ?)", (sha256, width, height))
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def put_file(self, path: str, size: int, mtime_ns: int, content_id: int | None, error: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO files(path, size, mtime_ns, content_id, status, error, indexed_at) VALUES(?,?,?,?,?,?,?) "
+            "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+            "content_id=excluded.content_id, status=excluded.status, error=excluded.error, indexed_at=excluded.indexed_at",
+            (path, size, mtime_ns, content_id, "failed" if error else "ok", error, time.time()))
+
+    def delete_files(self, paths: Iterable[str]) -> None:
+        self.conn.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+
+    def orphan_contents(self) -> list[int]:
+        """Contents no file points to any more (their vectors can go)."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM contents WHERE NOT EXISTS (SELECT 1 FROM files WHERE files.content_id = contents.id)")]
+
+    def delete_contents(self, ids: list[int]) -> dict[str, list[int]]:
+        """Delete contents and all their vectors; return the removed labels per space."""
+        removed: dict[str, list[int]] = {}
+        for cid in ids:
+            for space, label in self.conn.execute("SELECT space, label FROM vectors WHERE content_id=?", (cid,)):
+                removed.setdefault(space, []).append(int(label))
+        self.conn.executemany("DELETE FROM vectors WHERE content_id=?", [(c,) for c in ids])
+        self.conn.executemany("DELETE FROM contents WHERE id=?", [(c,) for c in ids])
+        return removed
+
+    def paths_for(self, content_ids: Iterable[int]) -> dict[int, list[str]]:
+        ids = list({int(c) for c in content_ids})
+        out: dict[int, list[str]] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for cid, path in self.conn.execute(
+                    f"SELECT content_id, path FROM files WHERE status='ok' AND content_id IN ({marks}) ORDER BY path",
+                    chunk):
+                out.setdefault(int(cid), []).append(path)
+        return out
+
+    def failed_files(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.conn.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")]
+
+    def counts(self) -> dict[str, int]:
+        one = self.conn.execute
+        return {
+            "files": int(one("SELECT COUNT(*) FROM files WHERE status='ok'").fetchone()[0]),
+            "failed": int(one("SELECT COUNT(*) FROM files WHERE status='failed'").fetchone()[0]),
+            "contents": int(one("SELECT COUNT(*) FROM contents").fetchone()[0]),
+        }
+
+    # ---- spaces and vectors --------------------------------------------------------------------------------------
+
+    def space(self, name: str) -> SpaceInfo | None:
+        row = self.conn.execute("SELECT name, fingerprint, description, dim FROM spaces WHERE name=?", (name,)).fetchone()
+        return SpaceInfo(row[0], row[1], json.loads(row[2]), int(row[3])) if row else None
+
+    def spaces(self) -> list[SpaceInfo]:
+        rows = self.conn.execute("SELECT name, fingerprint, description, dim FROM spaces ORDER BY name")
+        return [SpaceInfo(r[0], r[1], json.loads(r[2]), int(r[3])) for r in rows]
+
+    def put_space(self, name: str, fingerprint: str, description: dict, dim: int) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO spaces(name, fingerprint, description, dim, created_at) "
+                          "VALUES(?,?,?,?,?)", (name, fingerprint, json.dumps(description, sort_keys=True), dim,
+                                                time.time()))
+
+    def drop_space(self, name: str) -> None:
+        self.conn.execute("DELETE FROM vectors WHERE space=?", (name,))
+        self.conn.execute("DELETE FROM spaces WHERE name=?", (name,))
+        self.conn.execute("DELETE FROM index_files WHERE space=?", (name,))
+
+    def contents_missing(self, space: str) -> list[int]:
+        """Contents that have a file but no vector in `space` (e.g. after a model change)."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM contents c WHERE NOT EXISTS (SELECT 1 FROM vectors v WHERE v.space=? AND v.content_id=c.id)",
+            (space,))]
+
+    def has_vector(self, space: str, content_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM vectors WHERE space=? AND content_id=? LIMIT 1",
+                                 (space, content_id)).fetchone() is not None
+
+    def put_vectors(self, space: str, labels: Iterable[int], content_ids: Iterable[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO vectors(space, label, content_id, vector) VALUES(?,?,?,?)",
+            [(space, int(lb), int(cid), vec.tobytes()) for lb, cid, vec in zip(labels, content_ids, vectors, strict=False)])
+
+    def labels(self, space: str) -> np.ndarray:
+        rows = self.conn.execute("SELECT label FROM vectors WHERE space=?", (space,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors(self, space: str, labels: Iterable[int] | None = None, dim: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, float32 vectors) for the given labels, or for the whole space."""
+        if labels is None:
+            rows = self.conn.execute("SELECT label, vector FROM vectors WHERE space=? ORDER BY label", (space,)).fetchall()
+        else:
+            rows = []
+            for chunk in _chunks([int(x) for x in labels], 500):
+                marks = ",".join("?" * len(chunk))
+                rows += self.conn.execute(f"SELECT label, vector FROM vectors WHERE space=? AND label IN ({marks})",
+                                          [space, *chunk]).fetchall()
+        out_labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return out_labels, np.zeros((0, dim), dtype=np.float32)
+        return out_labels, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+
+    def vector_for_content(self, space: str, content_id: int) -> np.ndarray | None:
+        row = self.conn.execute("SELECT vector FROM vectors WHERE space=? AND content_id=? LIMIT 1",
+                                (space, content_id)).fetchone()
+        return np.frombuffer(row[0], dtype=np.float32).copy() if row else None
+
+    # ---- saved graph files ---------------------------------------------------------------------------------------
+
+    def index_file(self, space: str) -> IndexFileState | None:
+        row = self.conn.execute("SELECT space, generation, filename, size, crc32, elements, labels_sum, fingerprint "
+                                "FROM index_files WHERE space=?", (space,)).fetchone()
+        return IndexFileState(*row) if row else None
+
+    def put_index_file(self, st: IndexFileState) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO index_files VALUES(?,?,?,?,?,?,?,?)",
+                          (st.space, st.generation, st.filename, st.size, st.crc32, st.elements, st.labels_sum,
+                           st.fingerprint))
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]

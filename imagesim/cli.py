@@ -1,0 +1,161 @@
+"""The `imagesim` command. Heavy modules (torch, open_clip, hnswlib) load inside the commands, so `--help` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, Settings, default_threads
+from .errors import ImagesimError
+
+
+def default_db() -> str:
+    return os.environ.get("IMAGESIM_DB", str(Path("~/.imagesim").expanduser()))
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=default_db(), help="database folder (default: $IMAGESIM_DB or ~/.imagesim)")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (default: the one the database was built with, else "
+                             f"{DEFAULT_MODEL} / {DEFAULT_PRETRAINED})")
+    g.add_argument("--model", help="open_clip model name, or path to an open_clip model config JSON")
+    g.add_argument("--pretrained", metavar="TAG", help="open_clip pretrained tag (downloaded once into the hub cache)")
+    g.add_argument("--weights", metavar="FILE", help="local checkpoint (a state dict saved with torch.save)")
+    g.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagesim", description="Search your photo gallery by photo or text.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="add new, changed, moved and deleted photos to the database")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="folders (or files) of photos")
+    _add_db(p)
+    _add_model(p)
+    p.add_argument("--rebuild", action="store_true", help="re-embed every photo (needed after changing the model)")
+    p.add_argument("--batch-size", type=int, default=32, help="photos encoded together (default: 32)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the counts and failures")
+
+    p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
+    p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
+    p.add_argument("--text", help="describe what the photo shows instead of giving one")
+    _add_db(p)
+    _add_model(p)
+    p.add_argument("-k", type=int, default=10, help="how many results (default: 10)")
+    p.add_argument("--json", action="store_true", help='print {"results": [{"path", "score"}]}')
+
+    p = sub.add_parser("status", help="what the database holds")
+    _add_db(p)
+    p.add_argument("--failed", action="store_true", help="list the files that could not be read")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
+    _add_db(p)
+    return parser
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec | None:
+    """The model asked for on the command line, or None to use the database's own."""
+    if not (args.model or args.pretrained or args.weights):
+        return None
+    name = args.model or DEFAULT_MODEL
+    is_config = name.endswith(".json") or os.path.isfile(name)
+    if is_config and not args.weights:
+        raise ImagesimError(f"model config {name} has no weights: pass --weights FILE")
+    pretrained = args.pretrained
+    if pretrained is None and not args.weights and not is_config:
+        if name != DEFAULT_MODEL:
+            raise ImagesimError(f"say which weights to use for {name}: --pretrained TAG or --weights FILE")
+        pretrained = DEFAULT_PRETRAINED
+    if is_config:
+        name = str(Path(name).expanduser().resolve())
+    weights = str(Path(args.weights).expanduser().resolve()) if args.weights else None
+    return ModelSpec(name=name, pretrained=pretrained, weights=weights)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .indexer import run_index
+
+    settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size)
+    report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(f"imagesim: {report.summary()}")
+        for path, error in report.failed:
+            print(f"  failed: {path}: {error}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import Gallery
+
+    if bool(args.image) == bool(args.text):
+        raise ImagesimError("give either a photo or --text")
+    with Gallery.open(args.db, model=model_spec(args), threads=args.threads) as gallery:
+        results = gallery.search_text(args.text, args.k) if args.text else gallery.search(args.image, args.k)
+    if args.json:
+        print(json.dumps({"results": [m.to_json() for m in results]}))
+    elif not results:
+        print("no photos indexed yet")
+    else:
+        for m in results:
+            print(f"{m.score:.3f}  {m.path}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .search import Gallery
+
+    with Gallery.open(args.db) as gallery:
+        info = gallery.status()
+        failed = gallery.store.catalog.failed_files() if args.failed else []
+    if args.json:
+        print(json.dumps({**info, **({"failed_files": [{"path": p, "error": e} for p, e in failed]} if args.failed
+                                     else {})}))
+        return 0
+    print(f"database   {info['db']}")
+    print(f"photos     {info['photos']} ({info['distinct_photos']} distinct), {info['failed']} unreadable")
+    print(f"model      {info['model']}")
+    print(f"folders    {', '.join(info['roots']) or '-'}")
+    for path, error in failed:
+        print(f"  failed: {path}: {error}")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    store = Store.open(args.db)
+    try:
+        problem = store.catalog.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if problem != "ok":
+            raise ImagesimError(f"the catalog itself is damaged ({problem}); move {args.db} away and re-index")
+        with store.writer():
+            spaces = store.rebuild()
+    finally:
+        store.close()
+    print(f"imagesim: rebuilt {', '.join(spaces) or 'no'} index(es) from the stored vectors")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ImagesimError as exc:
+        print(f"imagesim: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("imagesim: interrupted; everything committed so far is kept, run the command again to resume",
+              file=sys.stderr)
+        return 130

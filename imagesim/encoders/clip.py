@@ -1,0 +1,226 @@
+"""The content encoder: an open_clip model (name or config JSON) with pretrained-tag or local-file weights."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import ModelSpec
+from ..errors import ModelError, WeightsUnavailable
+from . import Encoder, normalize, register
+
+
+@register("clip")
+class ClipEncoder(Encoder):
+    """CLIP image and text towers; vectors are float32 and unit length."""
+
+    space = "content"
+
+    def __init__(self, spec: ModelSpec | None = None, threads: int | None = None) -> None:
+        import open_clip
+
+        self.spec = spec or ModelSpec()
+        if threads:
+            torch.set_num_threads(threads)
+        model_name, config_sha = _register_config(self.spec.name)
+        kwargs: dict[str, Any] = {}
+        checkpoint: str | None = None
+        if self.spec.pretrained and not _is_config_path(self.spec.name):
+            tag_cfg = open_clip.get_pretrained_cfg(model_name, self.spec.pretrained)
+            if not tag_cfg:
+                known = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+                raise ModelError(f"model {model_name} has no pretrained tag {self.spec.pretrained!r} (known: {known})")
+            kwargs.update(_preprocess_kwargs(tag_cfg))
+            if not self.spec.weights:
+                checkpoint = _resolve_tag(self.spec, tag_cfg)
+        if self.spec.weights:
+            checkpoint = str(Path(self.spec.weights).expanduser())
+            if not os.path.isfile(checkpoint):
+                raise ModelError(f"weights file not found: {checkpoint}")
+        try:
+            with _quiet_logs():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=checkpoint, device="cpu", **kwargs
+                )
+        except (RuntimeError, KeyError, ValueError, OSError, EOFError) as exc:
+            raise ModelError(f"cannot load {self.spec.describe()}: {_first_line(exc)}") from None
+        model.eval()
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.model_name = model_name
+        self.config_sha = config_sha
+        self.weights_sha = _sha256_file(checkpoint) if self.spec.weights and checkpoint else None
+        size = model.visual.image_size
+        self.input_size = int(max(size) if isinstance(size, (tuple, list)) else size)
+        with torch.inference_mode():
+            probe = model.encode_image(torch.zeros(1, 3, self.input_size, self.input_size))
+        self.dim = int(probe.shape[-1])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "encoder": "clip",
+            # a config file is known by its content, weights by their bytes: moving either changes nothing
+            "model": self.spec.name if self.config_sha is None else f"config:{self.config_sha[:16]}",
+            "pretrained": None if self.spec.weights else self.spec.pretrained,
+            "weights_sha256": self.weights_sha,
+            "preprocess": repr(self.preprocess),
+            "dim": self.dim,
+        }
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = torch.stack([self.preprocess(img) for img in images])
+        with torch.inference_mode():
+            features = self.model.encode_image(batch)
+        return normalize(features.float().numpy())
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = self.tokenizer(list(texts))
+        with torch.inference_mode():
+            features = self.model.encode_text(tokens)
+        return normalize(features.float().numpy())
+
+
+def _is_config_path(name: str) -> bool:
+    return name.endswith(".json") or os.sep in name or os.path.isfile(name)
+
+
+def _register_config(name: str) -> tuple[str, str | None]:
+    """Return the open_clip registry name for `name`, registering a config JSON file under a unique name."""
+    import open_clip
+
+    if not _is_config_path(name):
+        if name not in open_clip.list_models():
+            raise ModelError(f"unknown model {name!r}: give an open_clip model name or a path to a config JSON")
+        return name, None
+    path = Path(name).expanduser()
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model config {path}: {_first_line(exc)}") from None
+    if not isinstance(cfg, dict) or not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise ModelError(f"model config {path} needs the keys embed_dim, vision_cfg and text_cfg")
+    canonical = json.dumps(cfg, sort_keys=True)
+    sha = hashlib.sha256(canonical.encode()).hexdigest()
+    registered = f"imagesim-{sha[:12]}"
+    if registered not in open_clip.list_models():
+        folder = Path(tempfile.mkdtemp(prefix="imagesim-cfg-"))
+        (folder / f"{registered}.json").write_text(canonical)
+        open_clip.add_model_config(folder / f"{registered}.json")
+    return registered, sha
+
+
+def _preprocess_kwargs(tag_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The tag's preprocessing and activation, so a local copy of tagged weights is fed exactly as in training."""
+    kwargs: dict[str, Any] = {}
+    for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
+                     ("resize_mode", "image_resize_mode")):
+        if tag_cfg.get(key) is not None:
+            kwargs[arg] = tag_cfg[key]
+    if tag_cfg.get("quick_gelu"):
+        kwargs["force_quick_gelu"] = True
+    return kwargs
+
+
+def _resolve_tag(spec: ModelSpec, tag_cfg: dict[str, Any]) -> str:
+    """A local file for a pretrained tag: the cached copy, else a one-time download, else one clear error."""
+    import open_clip
+
+    cached = _cached_checkpoint(tag_cfg)
+    if cached:
+        return cached
+    remedy = (f"cannot load weights for model {spec.name} (pretrained {spec.pretrained!r}): they are not cached and "
+              f"cannot be downloaded here. Run once with a network connection to cache them, or pass "
+              f"--weights FILE (a checkpoint saved with torch.save).")
+    if not _hub_reachable(tag_cfg):
+        raise WeightsUnavailable(remedy)
+    try:
+        with _quiet_logs():
+            return str(open_clip.download_pretrained(tag_cfg))
+    except Exception as exc:  # noqa: BLE001 - hub clients raise many types; all mean "no weights"
+        raise WeightsUnavailable(f"{remedy} ({_first_line(exc)})") from None
+
+
+def _cached_checkpoint(tag_cfg: dict[str, Any]) -> str | None:
+    """Look for the tag's weights in the hub cache (or open_clip's URL cache) without touching the network."""
+    hub = tag_cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename and filename.endswith((".bin", ".pth", ".pt")):
+            names.insert(0, os.path.splitext(filename)[0] + ".safetensors")
+        for fname in names:
+            hit = try_to_load_from_cache(repo_id, fname)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    url = tag_cfg.get("url", "")
+    if url:
+        target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        if target.is_file():
+            return str(target)
+    return None
+
+
+def _hub_reachable(tag_cfg: dict[str, Any], timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine fails in seconds instead of after minutes of client retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    if tag_cfg.get("hf_hub"):
+        from huggingface_hub import constants
+
+        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    else:
+        host = urlparse(tag_cfg.get("url", "")).hostname or ""
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """open_clip and the hub client log errors we turn into one line ourselves; keep them off the terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,36 @@
+"""Errors a user can cause. Each carries one line the CLI and UI show as is."""
+
+from __future__ import annotations
+
+
+class ImagesimError(Exception):
+    """Base class: the message is one line that says what went wrong and what to do."""
+
+
+class ImageError(ImagesimError):
+    """A file could not be decoded as a photo (corrupt, truncated, not an image, too large...)."""
+
+    def __init__(self, reason: str, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class ModelError(ImagesimError):
+    """A model could not be built or its weights could not be loaded."""
+
+
+class WeightsUnavailable(ModelError):
+    """Pretrained weights are neither cached nor downloadable (e.g. offline)."""
+
+
+class ModelMismatch(ImagesimError):
+    """The database was built with another model or preprocessing than the one asked for."""
+
+
+class StoreError(ImagesimError):
+    """The database folder is missing, damaged, or disagrees with itself."""
+
+
+class NoIndex(StoreError):
+    """There is no database at the given folder yet."""

@@ -1,0 +1,291 @@
+"""Incremental indexing: scan -> diff against the catalog -> read and hash -> decode what needs vectors -> encode in
+batches -> commit each batch with its files in one transaction.
+
+Unchanged files (same size and mtime) are not read. A file whose bytes the catalog already knows (a rename, a move,
+a copy) is linked to the stored vectors without being decoded. Work committed before a crash or Ctrl-C is kept;
+the next run picks up the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .catalog import CATALOG_NAME
+from .config import ModelSpec, Settings
+from .encoders import Encoder
+from .errors import ImageError, ImagesimError
+from .images import find_images, load_image, read_bytes
+from .store import Store
+
+SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    encoded: int = 0
+
+    def to_json(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed, "moved": self.moved,
+                "unchanged": self.unchanged, "failed": [{"path": p, "error": e} for p, e in self.failed]}
+
+    def summary(self) -> str:
+        rate = f", {self.encoded / self.seconds:.1f} photos/s encoded" if self.encoded and self.seconds else ""
+        return (f"{self.added} added, {self.updated} updated, {self.moved} moved, {self.removed} removed, "
+                f"{self.unchanged} unchanged, {len(self.failed)} failed ({self.seconds:.1f} s{rate})")
+
+
+@dataclass
+class _Item:
+    """One file on its way through the pipeline."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    kind: str  # "added" | "updated" | "moved" (decided once its bytes are known)
+    sha256: str = ""
+    content_id: int | None = None  # known content with all vectors: link only
+    image: Image.Image | None = None
+    original_size: tuple[int, int] = (0, 0)
+    error: str | None = None
+
+
+def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoders: Sequence[Encoder], *,
+                  rebuild: bool = False, batch_size: int = 32, threads: int = 2, commit_every_s: float = 10.0,
+                  progress: bool | None = None) -> IndexReport:
+    """Bring the catalog and graphs up to date with the photos below `roots`."""
+    start = time.perf_counter()
+    root_paths = _check_roots(roots)
+    report = IndexReport()
+    with store.writer():
+        for enc in encoders:
+            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim, rebuild=rebuild)
+            store.index(enc.space)  # load (or build) the graph before this run commits anything new
+        catalog = store.catalog
+        with catalog.transaction():
+            catalog.add_roots(root_paths)
+        known = catalog.files_under(root_paths)
+        needs_vectors: set[int] = set()
+        for enc in encoders:
+            needs_vectors.update(catalog.contents_missing(enc.space))
+
+        todo: list[_Item] = []
+        seen: set[str] = set()
+        for path in find_images(root_paths, exclude=[store.folder]):
+            p = str(path)
+            seen.add(p)
+            try:
+                st = path.stat()
+            except OSError as exc:
+                report.failed.append((p, f"cannot read file ({exc.strerror})"))
+                continue
+            row = known.get(p)
+            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns and (
+                    row.status == "failed" or row.content_id not in needs_vectors):
+                report.unchanged += 1
+                continue
+            todo.append(_Item(p, st.st_size, st.st_mtime_ns, "updated" if row is not None else "added"))
+        gone = [p for p in known if p not in seen]
+        gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
+
+        _Pipeline(store, encoders, report, needs_vectors, gone_contents, batch_size, threads, commit_every_s,
+                  progress).run(todo)
+
+        removed_ok = [p for p in gone if known[p].status == "ok"]
+        with catalog.transaction():
+            catalog.delete_files(gone)
+            removed_labels = catalog.delete_contents(catalog.orphan_contents())
+        for space, labels in removed_labels.items():
+            store.index(space).remove(labels)
+        report.removed = max(0, len(removed_ok) - report.moved)
+        store.save()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
+    out = []
+    for root in roots:
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise ImagesimError(f"no such file or folder: {root}")
+        out.append(os.path.realpath(path))
+    if not out:
+        raise ImagesimError("give at least one folder of photos to index")
+    return out
+
+
+class _Pipeline:
+    """Threads read, hash and decode; the calling thread encodes batches and commits them."""
+
+    def __init__(self, store: Store, encoders: Sequence[Encoder], report: IndexReport, needs_vectors: set[int],
+                 gone_contents: set[int | None], batch_size: int, threads: int, commit_every_s: float,
+                 progress: bool | None) -> None:
+        self.store = store
+        self.encoders = encoders
+        self.report = report
+        self.needs_vectors = needs_vectors
+        self.gone_contents = gone_contents
+        self.batch_size = max(1, batch_size)
+        self.threads = max(1, threads)
+        self.commit_every_s = commit_every_s
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.draft = max((e.input_size or 0) for e in encoders) or None
+        self.local = threading.local()
+        self.db_path = store.folder / CATALOG_NAME
+
+    def run(self, todo: list[_Item]) -> None:
+        if not todo:
+            return
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="photo", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        pending: list[_Item] = []  # processed items waiting for the next commit
+        to_encode: list[_Item] = []
+        batch_shas: set[str] = set()  # contents encoded in this run, so copies are encoded once
+        last_commit = last_save = time.monotonic()
+        window = self.batch_size * 3  # bounded read-ahead: decoded photos never pile up in memory
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="imagesim-read") as pool:
+            futures: deque[Future[_Item]] = deque()
+            queue = iter(todo)
+            for item in queue:
+                futures.append(pool.submit(self._prepare, item))
+                if len(futures) >= window:
+                    break
+            while futures:
+                item = futures.popleft().result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    futures.append(pool.submit(self._prepare, nxt))
+                if item.image is not None and item.sha256 in batch_shas:
+                    item.image = None  # a byte-identical copy of a photo already encoded in this run: link it
+                if item.image is not None:
+                    batch_shas.add(item.sha256)
+                    to_encode.append(item)
+                else:
+                    pending.append(item)
+                now = time.monotonic()
+                if len(to_encode) >= self.batch_size or (pending and now - last_commit > self.commit_every_s) \
+                        or not futures:
+                    self._commit(to_encode, pending)
+                    bar.update(len(to_encode) + len(pending))
+                    to_encode, pending = [], []
+                    last_commit = now
+                    if now - last_save > SAVE_EVERY_S:
+                        self.store.save()
+                        last_save = time.monotonic()
+        bar.close()
+
+    # ---- worker threads --------------------------------------------------------------------------------------------
+
+    def _prepare(self, item: _Item) -> _Item:
+        try:
+            data = read_bytes(item.path)
+            item.sha256 = hashlib.sha256(data).hexdigest()
+            cid = self._known_content(item.sha256)
+            if cid is not None and cid not in self.needs_vectors:
+                item.content_id = cid
+                return item
+            img = load_image(data, draft_size=self.draft, name=item.path)
+            item.image = img
+            item.original_size = img.info.get("original_size", img.size)
+        except ImageError as exc:
+            item.error = exc.reason
+        return item
+
+    def _known_content(self, sha256: str) -> int | None:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+            self.local.conn = conn
+        row = conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
+        return int(row[0]) if row else None
+
+    # ---- the calling thread ----------------------------------------------------------------------------------------
+
+    def _commit(self, to_encode: list[_Item], pending: list[_Item]) -> None:
+        vectors: dict[str, np.ndarray] = {}
+        if to_encode:
+            images = [it.image for it in to_encode]
+            for enc in self.encoders:
+                vectors[enc.space] = enc.embed_images(images)  # type: ignore[arg-type]
+            for it in to_encode:
+                it.image = None  # free the pixels now
+            self.report.encoded += len(to_encode)
+        catalog = self.store.catalog
+        new_vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {e.space: ([], []) for e in self.encoders}
+        with catalog.transaction():
+            for row, it in enumerate(to_encode):
+                cid = catalog.content_id(it.sha256)
+                if cid is None:
+                    cid = catalog.add_content(it.sha256, *it.original_size)
+                for enc in self.encoders:
+                    if cid in self.needs_vectors or not catalog.has_vector(enc.space, cid):
+                        catalog.put_vectors(enc.space, [cid], [cid], vectors[enc.space][row:row + 1])
+                        new_vectors[enc.space][0].append(cid)
+                        new_vectors[enc.space][1].append(vectors[enc.space][row])
+                self.needs_vectors.discard(cid)
+                self._file(it, cid)
+            for it in pending:
+                if it.error:
+                    catalog.put_file(it.path, it.size, it.mtime_ns, None, it.error)
+                    self.report.failed.append((it.path, it.error))
+                else:  # a known content, or a copy of one encoded earlier in this batch or run
+                    self._file(it, it.content_id if it.content_id is not None else catalog.content_id(it.sha256))
+        for space, (labels, vecs) in new_vectors.items():
+            if labels:
+                self.store.index(space).add(np.asarray(labels), np.stack(vecs))
+
+    def _file(self, it: _Item, cid: int | None) -> None:
+        self.store.catalog.put_file(it.path, it.size, it.mtime_ns, cid)
+        kind = it.kind
+        if kind == "added" and cid in self.gone_contents:
+            kind = "moved"
+            self.gone_contents.discard(cid)
+        setattr(self.report, kind, getattr(self.report, kind) + 1)
+
+
+def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, rebuild: bool = False,
+              progress: bool | None = None, encoders: Sequence[Encoder] | None = None) -> IndexReport:
+    """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done."""
+    import json
+    from dataclasses import asdict
+
+    from .search import MODEL_META_KEY
+
+    _check_roots(roots)  # fail on a typo before loading a model
+    store = Store.open(settings.db, create=True, threads=settings.threads, exact_max=settings.exact_search_max)
+    try:
+        recorded = store.catalog.meta(MODEL_META_KEY)
+        spec = settings.model or (ModelSpec(**json.loads(recorded)) if recorded else ModelSpec())
+        if encoders is None:
+            from .encoders import create_encoder
+
+            encoders = [create_encoder("clip", spec=spec, threads=settings.threads)]
+        report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
+                               threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress)
+        with store.catalog.transaction():
+            store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
+            store.catalog.set_meta("last_indexed", str(time.time()))
+        return report
+    finally:
+        store.close()

@@ -1,0 +1,159 @@
+"""Queries against a database: by photo, by text; results carry an absolute path and a cosine score."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .config import ModelSpec, Settings
+from .encoders import Encoder
+from .errors import ImagesimError, ModelMismatch
+from .images import load_image
+from .store import Store
+
+CONTENT = "content"
+MODEL_META_KEY = "content_model"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One gallery photo for a query. `score` is the cosine similarity (1.0 = same vector)."""
+
+    path: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Query = str | os.PathLike[str] | bytes | Image.Image
+
+
+class Gallery:
+    """A database folder opened for search. The model loads on first need, so stored-photo queries need no torch."""
+
+    def __init__(self, store: Store, settings: Settings, encoder: Encoder | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self._encoder = encoder
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str], *, model: ModelSpec | None = None, encoder: Encoder | None = None,
+             threads: int | None = None) -> Gallery:
+        kwargs: dict[str, Any] = {"model": model}
+        if threads:
+            kwargs["threads"] = threads
+        settings = Settings.for_db(db, **kwargs)
+        store = Store.open(settings.db, threads=settings.threads, exact_max=settings.exact_search_max)
+        return cls(store, settings, encoder)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the model -----------------------------------------------------------------------------------------------
+
+    def model_spec(self) -> ModelSpec | None:
+        """The model the database was built with, as recorded at index time."""
+        raw = self.store.catalog.meta(MODEL_META_KEY)
+        return ModelSpec(**json.loads(raw)) if raw else None
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from .encoders import create_encoder
+
+            spec = self.settings.model or self.model_spec() or ModelSpec()
+            self._encoder = create_encoder("clip", spec=spec, threads=self.settings.threads)
+        self._check_encoder(self._encoder)
+        return self._encoder
+
+    def _check_encoder(self, encoder: Encoder) -> None:
+        info = self.store.catalog.space(encoder.space)
+        if info is not None and info.fingerprint != encoder.fingerprint():
+            was = info.description.get("model")
+            raise ModelMismatch(f"{self.store.folder} was indexed with {was}; search with the same --model/--pretrained/"
+                                f"--weights, or re-index with --rebuild")
+
+    # ---- queries -------------------------------------------------------------------------------------------------
+
+    def vector(self, query: Query) -> np.ndarray:
+        """The content vector of a photo: the stored one for an unchanged gallery file, else freshly encoded."""
+        if self.settings.model is not None:
+            self._check_encoder(self.encoder)  # a model asked for explicitly must match the index, stored or not
+        if isinstance(query, (str, os.PathLike)):
+            stored = self._stored_vector(Path(query))
+            if stored is not None:
+                return stored
+        img = query if isinstance(query, Image.Image) else load_image(query, draft_size=self.encoder.input_size)
+        return self.encoder.embed_images([img])[0]
+
+    def _stored_vector(self, path: Path) -> np.ndarray | None:
+        try:
+            real = os.path.realpath(path)
+            st = os.stat(real)
+        except OSError:
+            return None
+        with self.store.lock:
+            row = self.store.catalog.file(real)
+            if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
+                return None
+            assert row.content_id is not None
+            return self.store.catalog.vector_for_content(CONTENT, row.content_id)
+
+    def search(self, query: Query, k: int = 10) -> list[Match]:
+        """Gallery photos that show something like `query` (a path, bytes or a PIL image), best first."""
+        return self.search_vector(self.vector(query), k)
+
+    def search_text(self, text: str, k: int = 10) -> list[Match]:
+        """Gallery photos that match a description, best first."""
+        if not text.strip():
+            raise ImagesimError("the text query is empty")
+        encoder = self.encoder
+        if not hasattr(encoder, "embed_texts"):
+            raise ImagesimError("this model has no text tower")
+        return self.search_vector(encoder.embed_texts([text])[0], k)  # type: ignore[attr-defined]
+
+    def search_vector(self, vector: np.ndarray, k: int = 10, space: str = CONTENT) -> list[Match]:
+        k = max(0, int(k))
+        self.store.refresh()
+        labels, scores = self.store.search(space, vector[None, :], k)
+        return self._expand(labels[0], scores[0], k)
+
+    def _expand(self, labels: np.ndarray, scores: np.ndarray, k: int) -> list[Match]:
+        """Content labels -> files: byte-identical copies each get a row with the same score."""
+        with self.store.lock:
+            paths = self.store.catalog.paths_for(labels.tolist())
+        out: list[Match] = []
+        for label, score in zip(labels.tolist(), scores.tolist(), strict=False):
+            for path in paths.get(label, []):
+                out.append(Match(path, round(float(min(1.0, max(-1.0, score))), 6)))
+        return out[:k]
+
+    def status(self) -> dict[str, Any]:
+        """Counts, model and when the database was last indexed: what `imagesim status` and the UI show."""
+        cat = self.store.catalog
+        with self.store.lock:
+            counts = cat.counts()
+            spaces = {s.name: s.description for s in cat.spaces()}
+            return {
+                "db": str(self.store.folder),
+                "photos": counts["files"],
+                "distinct_photos": counts["contents"],
+                "failed": counts["failed"],
+                "roots": cat.roots(),
+                "model": spaces.get(CONTENT, {}).get("model"),
+                "spaces": sorted(spaces),
+                "last_indexed": float(cat.meta("last_indexed") or 0) or None,
+            }

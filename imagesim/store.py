@@ -1,0 +1,196 @@
+"""A database folder: the SQLite catalog plus one saved hnswlib graph per embedding space.
+
+Layout: `catalog.sqlite` (truth: files, contents, vectors), `<space>.<generation>.hnsw` (graph caches, replaced
+atomically), `index.lock` (one writer at a time). A graph that lags the catalog after an interrupted run is brought
+up to date from the stored vectors on open; one that does not match what the catalog recorded is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import CATALOG_NAME, Catalog
+from .errors import ModelMismatch, NoIndex, StoreError
+from .vectors import VectorIndex
+
+LOCK_NAME = "index.lock"
+# Rebuild a graph on save when this share of its slots are deleted items (keeps memory and recall in check).
+COMPACT_DELETED_SHARE = 0.2
+
+
+class Store:
+    """Catalog + graphs of one database folder. Graphs load lazily, on first use of their space."""
+
+    def __init__(self, folder: Path, catalog: Catalog, *, threads: int = 1, exact_max: int = 20_000) -> None:
+        self.folder = folder
+        self.catalog = catalog
+        self.threads = threads
+        self.exact_max = exact_max
+        self._indexes: dict[str, VectorIndex] = {}
+        self._version = catalog.data_version()
+        self.lock = threading.RLock()  # one thread at a time uses the connection and graphs
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], *, create: bool = False, threads: int = 1,
+             exact_max: int = 20_000) -> Store:
+        folder = Path(folder).expanduser().resolve()
+        if not (folder / CATALOG_NAME).is_file():
+            if not create:
+                raise NoIndex(f"no imagesim database at {folder}: run `imagesim index PHOTO_DIR --db {folder}` first")
+            folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder, Catalog(folder / CATALOG_NAME, create=create), threads=threads, exact_max=exact_max)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the folder's writer lock: a second indexer fails at once with a clear message."""
+        fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"another imagesim process is writing to {self.folder}; wait for it to finish") from None
+            yield
+        finally:
+            os.close(fd)
+
+    # ---- spaces --------------------------------------------------------------------------------------------------
+
+    def ensure_space(self, name: str, fingerprint: str, description: dict, dim: int, *, rebuild: bool = False,
+                     hint: str = "--rebuild") -> None:
+        """Make sure `name` holds vectors of this encoder; on a different one, drop them (rebuild) or refuse."""
+        info = self.catalog.space(name)
+        if info is not None and info.fingerprint == fingerprint:
+            return
+        if info is not None and not rebuild:
+            was = info.description.get("model") or info.description.get("encoder")
+            now = description.get("model") or description.get("encoder")
+            raise ModelMismatch(f"{self.folder} holds {name} vectors made by {was}, not by {now} (or with other "
+                                f"weights/preprocessing): pass {hint} to re-embed every photo with the new model")
+        with self.catalog.transaction():
+            self.catalog.drop_space(name)
+            self.catalog.put_space(name, fingerprint, description, dim)
+        self._drop_files(name, keep=None)
+        self._indexes.pop(name, None)
+
+    def index(self, space: str) -> VectorIndex:
+        """The space's graph, loaded and checked on first use and brought up to date with the catalog."""
+        with self.lock:
+            vi = self._indexes.get(space)
+            if vi is None:
+                vi = self._load(space)
+                self._indexes[space] = vi
+            return vi
+
+    def _load(self, space: str) -> VectorIndex:
+        info = self.catalog.space(space)
+        if info is None:
+            return VectorIndex(1, threads=self.threads, exact_max=self.exact_max)  # nothing indexed in it yet
+        state = self.catalog.index_file(space)
+        if state is None:  # first save never happened (interrupted first run): build from the stored vectors
+            return self._build(space, info.dim)
+        remedy = f"; run `imagesim repair --db {self.folder}` to rebuild it from the stored vectors (no re-encoding)"
+        if state.fingerprint != info.fingerprint:
+            raise StoreError(f"index file {state.filename} was made by another model than the catalog's{remedy}")
+        try:
+            vi = VectorIndex.load(self.folder, state, info.dim, threads=self.threads, exact_max=self.exact_max)
+        except StoreError as exc:
+            raise StoreError(f"{exc}{remedy}") from None
+        self._sync(space, vi)
+        return vi
+
+    def _build(self, space: str, dim: int) -> VectorIndex:
+        labels, vectors = self.catalog.vectors(space, dim=dim)
+        vi = VectorIndex(dim, threads=self.threads, exact_max=self.exact_max, capacity=len(labels) + 1024)
+        vi.add(labels, vectors)
+        vi.dirty = True
+        return vi
+
+    def _sync(self, space: str, vi: VectorIndex) -> None:
+        """Apply catalog changes the graph has not seen: add missing vectors, delete vanished ones."""
+        truth = set(self.catalog.labels(space).tolist())
+        extra = [lb for lb in vi.live if lb not in truth]
+        for lb in extra:
+            try:
+                vi.index.mark_deleted(lb)
+            except RuntimeError:
+                pass  # already marked deleted in the saved file
+            vi.live.discard(lb)
+        missing = [lb for lb in truth if lb not in vi.live]
+        if missing:
+            labels, vectors = self.catalog.vectors(space, missing, dim=vi.dim)
+            vi.add(labels, vectors)
+        vi._matrix = None
+        vi.dirty = bool(missing or extra)
+
+    def refresh(self) -> bool:
+        """Pick up what another process committed since the last look (cheap when nothing changed)."""
+        with self.lock:
+            version = self.catalog.data_version()
+            if version == self._version:
+                return False
+            self._version = version
+            for space, vi in list(self._indexes.items()):
+                info = self.catalog.space(space)
+                if info is None or info.dim != vi.dim:
+                    self._indexes.pop(space)
+                else:
+                    self._sync(space, vi)
+            return True
+
+    # ---- saving --------------------------------------------------------------------------------------------------
+
+    def save(self, *, compact: bool = False) -> None:
+        """Write changed graphs atomically and record them in the catalog; old files go only after that commit."""
+        with self.lock:
+            for space, vi in list(self._indexes.items()):
+                info = self.catalog.space(space)
+                if info is None or not (vi.dirty or self.catalog.index_file(space) is None):
+                    continue
+                if compact or vi.deleted > COMPACT_DELETED_SHARE * max(len(vi), 1000):
+                    vi = self._build(space, info.dim)
+                    self._indexes[space] = vi
+                state = self.catalog.index_file(space)
+                generation = (state.generation if state else 0) + 1
+                new_state = vi.save(self.folder, space, generation, info.fingerprint)
+                with self.catalog.transaction():
+                    self.catalog.put_index_file(new_state)
+                self._drop_files(space, keep=new_state.filename)
+            self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # WAL must not keep deleted bytes either
+
+    def rebuild(self) -> list[str]:
+        """Rebuild every graph from the stored vectors (the `repair` path); return the spaces rebuilt."""
+        with self.lock:
+            self._indexes.clear()
+            done = []
+            for info in self.catalog.spaces():
+                self._indexes[info.name] = self._build(info.name, info.dim)
+                done.append(info.name)
+            self.save()
+            return done
+
+    def _drop_files(self, space: str, keep: str | None) -> None:
+        for path in self.folder.glob(f"{space}.*.hnsw"):
+            if path.name != keep:
+                path.unlink(missing_ok=True)
+        for path in self.folder.glob(f".{space}.*.hnsw.tmp"):
+            path.unlink(missing_ok=True)
+
+    # ---- queries -------------------------------------------------------------------------------------------------
+
+    def search(self, space: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, cosine scores) per query, best first; empty rows when the space holds nothing."""
+        with self.lock:
+            if self.catalog.space(space) is None:
+                n = len(np.atleast_2d(queries))
+                return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
+            return self.index(space).search(queries, k)

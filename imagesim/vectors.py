@@ -1,0 +1,211 @@
+"""One embedding space in memory: an hnswlib graph (cosine), exact search for small collections, atomic files.
+
+The catalog (SQLite) holds every vector; the graph file is a cache of them that can always be rebuilt without
+re-encoding. A saved file carries a CRC32 and size recorded in the catalog, checked before hnswlib reads a byte
+(hnswlib trusts its input and can crash on a damaged file).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from .errors import StoreError
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 64
+
+
+@dataclass(frozen=True)
+class IndexFileState:
+    """What the catalog records about a saved graph file, to check it before loading."""
+
+    space: str
+    generation: int
+    filename: str
+    size: int
+    crc32: int
+    elements: int  # slots in the graph, deleted ones included
+    labels_sum: int  # sum of all slot labels mod 2**62: a cheap check that the file holds what was saved
+    fingerprint: str
+
+
+class VectorIndex:
+    """Cosine k-NN over unit vectors with integer labels; exact below `exact_max` live items, HNSW above."""
+
+    def __init__(self, dim: int, *, threads: int = 1, exact_max: int = 20_000, capacity: int = 1024) -> None:
+        self.dim = dim
+        self.threads = threads
+        self.exact_max = exact_max
+        self.index = hnswlib.Index(space="cosine", dim=dim)
+        # No slot replacement: hnswlib's replace-deleted path drops labels when a batch re-adds labels it deleted.
+        # Deleted slots are reclaimed by rebuilding instead (Store.save compacts past a share of deleted slots).
+        self.index.init_index(max_elements=max(capacity, 16), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION)
+        self.index.set_num_threads(threads)
+        self.live: set[int] = set()
+        self.present: set[int] = set()  # every label with a slot, live or marked deleted
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None  # (labels, vectors) for exact search
+        self.dirty = False
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    @property
+    def deleted(self) -> int:
+        return len(self.present) - len(self.live)
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors; a label seen before (live or deleted) is updated in its own slot."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if not len(labels):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(labels), self.dim)
+        fresh = 0
+        for lb in labels.tolist():
+            if lb not in self.present:
+                fresh += 1
+            elif lb not in self.live:
+                self.index.unmark_deleted(lb)
+        needed = self.index.element_count + fresh
+        if needed > self.index.get_max_elements():
+            self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
+        self.index.add_items(vectors, labels, num_threads=self.threads)
+        self.live.update(labels.tolist())
+        self.present.update(labels.tolist())
+        self._matrix = None
+        self.dirty = True
+
+    def remove(self, labels: list[int] | np.ndarray) -> None:
+        for lb in np.asarray(labels, dtype=np.int64).tolist():
+            if lb in self.live:
+                self.index.mark_deleted(lb)
+                self.live.discard(lb)
+                self.dirty = True
+        self._matrix = None
+
+    def vectors(self, labels: list[int]) -> np.ndarray:
+        if not labels:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self.index.get_items(labels), dtype=np.float32).reshape(len(labels), self.dim)
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (labels, cosine similarities), each (n_queries, k'), best first; k' = min(k, live items)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = min(int(k), len(self.live))
+        if k <= 0:
+            return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
+        if len(self.live) <= self.exact_max:
+            return self._exact(queries, k)
+        self.index.set_ef(max(ef or HNSW_EF_SEARCH, k))
+        labels, distances = self.index.knn_query(queries, k=k, num_threads=1)
+        return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
+
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._matrix is None:
+            labels = np.fromiter(sorted(self.live), dtype=np.int64, count=len(self.live))
+            self._matrix = (labels, self.vectors(labels.tolist()))
+        labels, matrix = self._matrix
+        norms = np.linalg.norm(queries, axis=1, keepdims=True)
+        scores = (queries / np.maximum(norms, 1e-12)) @ matrix.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
+            np.arange(scores.shape[1]), (len(queries), 1))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        return labels[top], np.take_along_axis(top_scores, order, axis=1).astype(np.float32)
+
+    # ---- files -------------------------------------------------------------------------------------------------
+
+    def save(self, folder: Path, space: str, generation: int, fingerprint: str) -> IndexFileState:
+        """Write the graph to `<space>.<generation>.hnsw` atomically (temp file, fsync, rename, fsync folder)."""
+        name = f"{space}.{generation}.hnsw"
+        final = folder / name
+        tmp = folder / f".{name}.tmp"
+        self.index.save_index(str(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        size, crc = file_crc32(tmp)
+        os.replace(tmp, final)
+        fsync_dir(folder)
+        self.dirty = False
+        return IndexFileState(space, generation, name, size, crc, int(self.index.element_count),
+                              labels_sum(self.index.get_ids_list()), fingerprint)
+
+    @classmethod
+    def load(cls, folder: Path, state: IndexFileState, dim: int, *, threads: int = 1,
+             exact_max: int = 20_000) -> VectorIndex:
+        """Load a saved graph after checking size, CRC32, header and label checksum; raise StoreError if off."""
+        path = folder / state.filename
+        problem = check_file(path, state, dim)
+        if problem:
+            raise StoreError(problem)
+        vi = cls(dim, threads=threads, exact_max=exact_max)
+        vi.index = hnswlib.Index(space="cosine", dim=dim)
+        vi.index.load_index(str(path), max_elements=max(state.elements, 16))
+        vi.index.set_num_threads(threads)
+        ids = vi.index.get_ids_list()
+        if int(vi.index.element_count) != state.elements or labels_sum(ids) != state.labels_sum:
+            raise StoreError(f"{path.name} does not hold the vectors the catalog recorded (count or checksum differ)")
+        # Which slots were deleted is not in the file: the caller re-marks them from the catalog (Store._sync).
+        vi.present = {int(i) for i in ids}
+        vi.live = set(vi.present)
+        return vi
+
+
+def labels_sum(labels: list[int] | np.ndarray) -> int:
+    return int(np.asarray(labels, dtype=np.uint64).sum(dtype=np.uint64) % np.uint64(2**62)) if len(labels) else 0
+
+
+def file_crc32(path: Path) -> tuple[int, int]:
+    crc, size = 0, 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return size, crc
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# hnswlib's file header (hnswalg.h saveIndex): offsetLevel0, max_elements, cur_element_count (size_t),
+# size_data_per_element, label_offset, offsetData (size_t), maxlevel (int), enterpoint_node (uint),
+# maxM, maxM0, M (size_t), mult (double), ef_construction (size_t).
+_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+
+
+def check_file(path: Path, state: IndexFileState, dim: int) -> str | None:
+    """Return why `path` must not be handed to hnswlib, or None when it is the file the catalog recorded."""
+    if not path.is_file():
+        return f"index file {path.name} is missing"
+    size = path.stat().st_size
+    if size != state.size:
+        return f"index file {path.name} has {size} bytes, the catalog recorded {state.size} (truncated or replaced)"
+    if file_crc32(path)[1] != state.crc32:
+        return f"index file {path.name} is damaged (checksum mismatch)"
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return f"index file {path.name} is too short for a header"
+    (offset_l0, max_el, count, per_el, label_off, offset_data, maxlevel, entry, max_m, max_m0, m, mult,
+     efc) = _HEADER.unpack(head)
+    data_size = dim * 4
+    ok = (count == state.elements and count <= max_el and offset_l0 == 0 and 0 < m <= 512 and max_m == m
+          and max_m0 == 2 * m and offset_data == 4 + max_m0 * 4 and label_off == offset_data + data_size
+          and per_el == label_off + 8 and -1 <= maxlevel < 64 and (count == 0 or entry < count)
+          and _HEADER.size + count * per_el <= size)
+    if not ok:
+        return f"index file {path.name} has an impossible header"
+    return None
