@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, Settings, default_threads
+from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS, ModelSpec, Settings, default_threads
 from .errors import ImagesimError
 
 
@@ -28,6 +28,9 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrained", metavar="TAG", help="open_clip pretrained tag (downloaded once into the hub cache)")
     g.add_argument("--weights", metavar="FILE", help="local checkpoint (a state dict saved with torch.save)")
     g.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="image model arithmetic: bf16 is ~3x faster where the CPU has AVX512-BF16/AMX and gives the "
+                        "same results to 0.001; auto picks it there (default: auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +85,8 @@ def model_spec(args: argparse.Namespace) -> ModelSpec | None:
 def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import run_index
 
-    settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size)
+    settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size,
+                               precision=args.precision)
     report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False)
     if args.json:
         print(json.dumps(report.to_json()))
@@ -98,7 +102,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if bool(args.image) == bool(args.text):
         raise ImagesimError("give either a photo or --text")
-    with Gallery.open(args.db, model=model_spec(args), threads=args.threads) as gallery:
+    with Gallery.open(args.db, model=model_spec(args), threads=args.threads, precision=args.precision) as gallery:
         results = gallery.search_text(args.text, args.k) if args.text else gallery.search(args.image, args.k)
     if args.json:
         print(json.dumps({"results": [m.to_json() for m in results]}))

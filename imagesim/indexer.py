@@ -280,7 +280,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         if encoders is None:
             from .encoders import create_encoder
 
-            encoders = [create_encoder("clip", spec=spec, threads=settings.threads)]
+            encoders = [create_encoder("clip", spec=spec, threads=settings.threads, precision=settings.precision)]
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
                                threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress)
         with store.catalog.transaction():

@@ -45,10 +45,12 @@ class Gallery:
 
     @classmethod
     def open(cls, db: str | os.PathLike[str], *, model: ModelSpec | None = None, encoder: Encoder | None = None,
-             threads: int | None = None) -> Gallery:
+             threads: int | None = None, precision: str | None = None) -> Gallery:
         kwargs: dict[str, Any] = {"model": model}
         if threads:
             kwargs["threads"] = threads
+        if precision:
+            kwargs["precision"] = precision
         settings = Settings.for_db(db, **kwargs)
         store = Store.open(settings.db, threads=settings.threads, exact_max=settings.exact_search_max)
         return cls(store, settings, encoder)
@@ -75,7 +77,8 @@ class Gallery:
             from .encoders import create_encoder
 
             spec = self.settings.model or self.model_spec() or ModelSpec()
-            self._encoder = create_encoder("clip", spec=spec, threads=self.settings.threads)
+            self._encoder = create_encoder("clip", spec=spec, threads=self.settings.threads,
+                                           precision=self.settings.precision)
         self._check_encoder(self._encoder)
         return self._encoder
 

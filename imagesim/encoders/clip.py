@@ -19,20 +19,48 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import ModelSpec
+from ..config import PRECISIONS, ModelSpec
 from ..errors import ModelError, WeightsUnavailable
 from . import Encoder, normalize, register
+from .preprocess import FastPreprocess
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU runs bf16 matrix maths natively (AVX512-BF16 or AMX-BF16), where bf16 pays."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> "bf16" where the CPU has native bf16, else "fp32"; anything unknown is a one-line error."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return precision
 
 
 @register("clip")
 class ClipEncoder(Encoder):
-    """CLIP image and text towers; vectors are float32 and unit length."""
+    """CLIP image and text towers; vectors are float32 and unit length.
+
+    `precision` "bf16" runs the image tower in bfloat16 (about 3x faster on AVX512-BF16 CPUs; cosine >= 0.999 to
+    fp32, see docs/speed.md), "auto" picks it where the CPU supports it. Text stays fp32: it is one query at a time.
+    """
 
     space = "content"
 
-    def __init__(self, spec: ModelSpec | None = None, threads: int | None = None) -> None:
+    def __init__(self, spec: ModelSpec | None = None, threads: int | None = None, precision: str = "auto") -> None:
         import open_clip
 
+        self.precision = resolve_precision(precision)  # before the slow load: a typo fails at once
         self.spec = spec or ModelSpec()
         if threads:
             torch.set_num_threads(threads)
@@ -70,6 +98,11 @@ class ClipEncoder(Encoder):
         with torch.inference_mode():
             probe = model.encode_image(torch.zeros(1, 3, self.input_size, self.input_size))
         self.dim = int(probe.shape[-1])
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        if self.dtype != torch.float32:
+            model.visual.to(self.dtype)
+        # None when open_clip's transform is not the standard one: then every photo goes through it as before
+        self.fast_preprocess = FastPreprocess.from_transform(preprocess)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -80,12 +113,17 @@ class ClipEncoder(Encoder):
             "weights_sha256": self.weights_sha,
             "preprocess": repr(self.preprocess),
             "dim": self.dim,
+            # precision is left out on purpose: bf16 and fp32 vectors of one model agree to cosine >= 0.999, so
+            # they mix in one index and switching --precision needs no re-embedding (docs/speed.md).
         }
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = torch.stack([self.preprocess(img) for img in images])
+        if self.fast_preprocess is not None:
+            batch = self.fast_preprocess.batch(images, self.dtype)
+        else:
+            batch = torch.stack([self.preprocess(img) for img in images]).to(self.dtype)
         with torch.inference_mode():
             features = self.model.encode_image(batch)
         return normalize(features.float().numpy())
