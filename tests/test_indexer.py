@@ -196,7 +196,8 @@ def _committed(db: Path) -> set[str]:
         return set()
 
 
-def test_kill_9_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpec) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupt_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpec, sig: signal.Signals) -> None:
     photos = write_gallery(tmp_path / "pics", 60)
     db = tmp_path / "db"
     cmd = [sys.executable, "-c", _SLOW_INDEXER, "index", str(tmp_path / "pics"), "--db", str(db),
@@ -207,9 +208,13 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpec) 
     while len(_committed(db)) < 12 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     before = _committed(db)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 12 <= len(before) < 60, "the kill did not land in the middle of the run"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert 12 <= len(before) < 60, "the signal did not land in the middle of the run"
+    if sig == signal.SIGINT:  # Ctrl-C: one line that says the work is kept, exit 130
+        assert proc.returncode == 130 and err.decode().strip().splitlines() == [
+            "imagesim: interrupted; everything committed so far is kept, run the command again to resume"]
+        before = _committed(db)
     # Reopening works at once and every committed photo is searchable (the graph catches up from the catalog).
     with Gallery.open(db) as g:
         hits = {m.path for m in g.search_vector(np.ones(g.store.catalog.space("content").dim, np.float32), k=100)}
