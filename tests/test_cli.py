@@ -12,7 +12,7 @@ import pytest
 
 from imagesim.cli import main
 from imagesim.config import ModelSpec
-from tests.photos import ROOT, write_gallery
+from tests.photos import ROOT, write_gallery, write_photo
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,3 +95,27 @@ def test_help_is_fast_and_never_imports_torch() -> None:
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
     assert _run("--help").returncode == 0
+
+
+def test_precision_flag_reaches_the_encoder(tmp_path: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from imagesim import encoders
+
+    seen: list[str | None] = []
+    real = encoders.create_encoder
+
+    def spy(kind: str, **kwargs: object):
+        seen.append(kwargs.get("precision"))  # type: ignore[arg-type]
+        return real(kind, **kwargs)
+
+    monkeypatch.setattr(encoders, "create_encoder", spy)
+    write_gallery(tmp_path / "pics", 2)
+    outside = write_photo(tmp_path / "query.jpg", 99)  # not in the gallery: the search must encode it
+    db = str(tmp_path / "db")
+    assert main(["index", str(tmp_path / "pics"), "--db", db, *_model_args(tiny_spec), "--precision", "fp32",
+                 "--json"]) == 0
+    assert main(["search", str(outside), "--db", db, "--precision", "bf16", "--json"]) == 0
+    assert seen == ["fp32", "bf16"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["index", str(tmp_path / "pics"), "--db", db, "--precision", "fp16"])

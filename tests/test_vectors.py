@@ -137,3 +137,29 @@ def test_crafted_header_with_matching_checksum_is_refused(tmp_path: Path) -> Non
     size, crc = file_crc32(path)
     with pytest.raises(StoreError, match="impossible header"):
         VectorIndex.load(tmp_path, replace(state, size=size, crc32=crc), 16)
+
+
+def test_label_set_behaves_like_a_set() -> None:
+    from imagesim.vectors import LabelSet
+
+    s = LabelSet([5, 3, 3, 9])
+    assert len(s) == 3 and list(s) == [3, 5, 9] and 5 in s and 4 not in s and -1 not in s and 10**9 not in s
+    s.discard(5)
+    s.discard(5)
+    s.update(np.array([1, 2]))
+    s.add(200_000)  # far above the count: still exact (falls back to a plain set)
+    assert list(s) == [1, 2, 3, 9, 200_000] and len(s) == 5 and 200_000 in s
+    s.discard(200_000)
+    assert s.to_array().tolist() == [1, 2, 3, 9]
+
+
+def test_bitmap_label_sets_track_deletes_and_re_adds(tmp_path: Path) -> None:
+    vecs = _unit(300, 16, seed=7)
+    vi = VectorIndex(16, exact_max=0)
+    vi.add(np.arange(1, 301), vecs)
+    vi.remove([10, 20])
+    assert len(vi) == 298 and vi.deleted == 2 and 10 not in vi.live and 10 in vi.present
+    found, _ = vi.search(vecs[9], 5)
+    assert 10 not in found[0].tolist()
+    vi.add(np.array([10]), vecs[9:10])
+    assert vi.search(vecs[9], 1)[0][0, 0] == 10 and len(vi) == 299
