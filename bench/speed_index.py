@@ -81,11 +81,41 @@ def stage_costs(encs: dict[str, Any], files: list[Path]) -> dict[str, float]:
         "preprocess_open_clip_ms": _median_ms(lambda: [enc.preprocess(im) for im in draft], len(draft)),
         "preprocess_fast_ms": _median_ms(lambda: enc.fast_preprocess.batch(draft), len(draft)),
     }
+    out.update(png_costs(files[0], enc))
     batch = (draft * 4)[:32]
     for precision, e in encs.items():
         e.embed_images(batch)  # warm up: oneDNN builds its kernels on the first call of a shape
         out[f"encode_{precision}_ms"] = _median_ms(lambda e=e: e.embed_images(batch), len(batch), 3)
     return out
+
+
+def png_costs(jpeg: Path, enc: Any) -> dict[str, float]:
+    """A 12 MP PNG (no draft decoding for it): full-size decode + preprocess, against decode + integer reduce."""
+    from PIL import Image
+
+    from imagesim.images import load_image
+
+    png = CACHE / "camera12mp.png"
+    if not png.is_file():
+        with Image.open(jpeg) as img:
+            img.convert("RGB").save(png, format="PNG", compress_level=1)
+    data = png.read_bytes()
+    full = load_image(data)
+    reduced = load_image(data, draft_size=enc.input_size)
+    return {"png_decode_full_ms": _median_ms(lambda: load_image(data), 1, 3),
+            "png_preprocess_full_ms": _median_ms(lambda: enc.fast_preprocess.batch([full]), 1, 3),
+            "png_decode_reduced_ms": _median_ms(lambda: load_image(data, draft_size=enc.input_size), 1, 3),
+            "png_preprocess_reduced_ms": _median_ms(lambda: enc.fast_preprocess.batch([reduced]), 1, 3)}
+
+
+def reduce_agreement(enc: Any, files: list[Path]) -> np.ndarray:
+    """Cosine between vectors of full-size 12 MP images and of the same images box-reduced as load_image does."""
+    from imagesim.images import load_image
+
+    full = [load_image(f) for f in files]
+    size = enc.input_size
+    reduced = [im.reduce(min(im.size) // (2 * size)) for im in full]
+    return (enc.embed_images(full) * enc.embed_images(reduced)).sum(axis=1)
 
 
 def agreement(encs: dict[str, Any], n: int) -> dict[str, float]:
@@ -104,6 +134,7 @@ def agreement(encs: dict[str, Any], n: int) -> dict[str, float]:
     cos = {"bf16_vs_fp32": (ref * bf16).sum(1), "fast_vs_open_clip": (ref * fast).sum(1),
            "bf16_fast_vs_fp32_open_clip": (ref * both).sum(1)}
     out: dict[str, float] = {"photos": len(files)}
+    cos["reduce_vs_full_12mp"] = reduce_agreement(e32, camera_photos(8, log=False))
     for name, values in cos.items():
         out[f"{name}_min"] = float(values.min())
         out[f"{name}_median"] = float(np.median(values))

@@ -116,6 +116,18 @@ def test_jpeg_draft_decodes_near_the_asked_size() -> None:
     assert load_image(data).size == (2000, 1500)
 
 
+@pytest.mark.parametrize("fmt, kw", [("PNG", {}), ("WEBP", {"lossless": True})])
+def test_big_non_jpegs_are_reduced_to_twice_the_draft_size(fmt: str, kw: dict) -> None:
+    big = photo(6, (2400, 1000))
+    data = _bytes(big, fmt, **kw)
+    small = load_image(data, draft_size=224)
+    assert small.size == (2400 // 2, 1000 // 2) and small.mode == "RGB"  # factor 1000 // 448 = 2
+    assert small.info["original_size"] == (2400, 1000)
+    assert np.abs(np.asarray(small, dtype=np.int16) - np.asarray(big.reduce(2), dtype=np.int16)).max() <= 2
+    assert load_image(data, draft_size=600).size == (2400, 1000)  # under 2 x 600 on the short side: untouched
+    assert load_image(data).size == (2400, 1000)
+
+
 @pytest.mark.parametrize(
     "data, reason",
     [
