@@ -259,6 +259,9 @@ def run(*, n_photos: int, n_naive: int, rounds: int, log: Callable[[str], None] 
     out["photos_per_s_runs"] = rates
     # CPU time (all threads of this process) per photo: what the work costs, nearly independent of other load
     out["cpu_ms_per_photo"] = {name: float(statistics.median(v)) for name, v in cpu.items()}
+    # each variant's CPU cost over the default's in the same round, median over rounds: the steadiest comparison
+    out["cpu_vs_default_paired"] = {name: float(statistics.median(a / b for a, b in zip(v, cpu[DEFAULT], strict=True)))
+                                    for name, v in cpu.items()}
     best = out["photos_per_s"][DEFAULT]
     out["speedup_vs_naive"] = best / out["photos_per_s"]["naive loop"]
     out["cpu_speedup_vs_naive"] = out["cpu_ms_per_photo"]["naive loop"] / out["cpu_ms_per_photo"][DEFAULT]
