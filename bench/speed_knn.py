@@ -75,6 +75,15 @@ def latencies(index: Any, queries: np.ndarray, ef: int | None) -> tuple[np.ndarr
 
 
 def _rss() -> int:
+    """Resident bytes, after handing free heap pages back to the OS (else a freed temporary's pages get reused by
+    the graph and its growth is under-counted)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure may then be a little low
+        pass
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -89,7 +98,6 @@ def one(n: int, m: int, efc: int, efs: list[int], n_queries: int, threads: int) 
     base = clustered(n, seed=1)
     queries = clustered(n_queries, seed=2)
     truth = exact_top_k(base, queries)
-    gc.collect()
     vectors.HNSW_M, vectors.HNSW_EF_CONSTRUCTION = m, efc
     before = _rss()
     index = VectorIndex(DIM, threads=threads, exact_max=0, capacity=n)
@@ -97,7 +105,6 @@ def one(n: int, m: int, efc: int, efs: list[int], n_queries: int, threads: int) 
     for s in range(0, n, 10_000):  # in chunks, as a long indexing run adds them
         index.add(np.arange(s, min(n, s + 10_000)), base[s:s + 10_000])
     build_s = time.perf_counter() - start
-    gc.collect()
     rss = _rss() - before
     with tempfile.TemporaryDirectory() as tmp:
         state = index.save(Path(tmp), "bench", 1, "x")
