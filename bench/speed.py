@@ -153,8 +153,9 @@ def _knn_md(k: dict[str, Any], full: bool) -> list[str]:
     lines = ["### b. k-NN queries (k=10, 512-d clustered unit vectors)", "",
              f"Parameters in `imagesim/vectors.py`: M={c['M']}, ef_construction={c['ef_construction']}, "
              f"ef={c['ef']}. One query at a time through `VectorIndex.search`; recall@10 against exact search; build "
-             "with 2 threads in chunks of 10k; RAM = RSS growth of a fresh process while building (hnswlib graph + "
-             "label map + locks + VectorIndex's label sets), file = hnswlib's saved size.", "",
+             "with 2 threads in chunks of 10k; RAM = RSS growth of a fresh process while building, after malloc_trim "
+             "(hnswlib graph + label map + per-element locks + VectorIndex's label sets + a fixed ~4-5 MB of "
+             "visited-list pool and thread stacks, which dominates at 10k), file = hnswlib's saved size.", "",
              "| vectors | p50 ms | p99 ms | recall@10 | build vectors/s | RAM bytes/vector | file bytes/vector |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for run in k["sizes"]:
