@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="list the files that could not be read")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("serve", help="open the web page: upload a photo, browse the matches")
+    _add_db(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--auth", metavar="USER:PASS", default=os.environ.get("IMAGESIM_AUTH"),
+                   help="require this login (default: $IMAGESIM_AUTH; none)")
+    p.add_argument("--max-upload", default="25mb", metavar="SIZE", help="largest upload accepted (default: 25mb)")
+    p.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
+
     p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
     _add_db(p)
     return parser
@@ -145,7 +154,20 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair}
+def cmd_serve(args: argparse.Namespace) -> int:
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            raise ImagesimError("--auth takes USER:PASS, e.g. --auth alice:correct-horse")
+        auth = (user, password)
+    from ui.app import serve  # gradio loads only for this command
+
+    serve(args.db, host=args.host, port=args.port, auth=auth, max_file_size=args.max_upload, threads=args.threads)
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
