@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-# Pillow plugin names tried, and nothing else (MPO camera files open through JPEG): EPS (Ghostscript), PSD, FITS, PDF... are never parsed.
+# Pillow plugin names tried, and nothing else: EPS (Ghostscript), PSD, FITS, PDF... are never parsed.
+# (MPO files from cameras open through the JPEG plugin.)
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif",
@@ -49,7 +50,8 @@ def is_image_name(path: str | os.PathLike[str]) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images(roots: Iterable[str | os.PathLike[str]], exclude: Iterable[str | os.PathLike[str]] = ()) -> Iterator[Path]:
+def find_images(roots: Iterable[str | os.PathLike[str]],
+                exclude: Iterable[str | os.PathLike[str]] = ()) -> Iterator[Path]:
     """Yield photo files below `roots` (absolute, sorted per folder).
 
     Hidden files and folders are skipped, and so are symlinks: a link could lead outside the gallery or into a

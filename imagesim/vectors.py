@@ -20,7 +20,7 @@ from .errors import StoreError
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 128
 
 
 @dataclass(frozen=True)
