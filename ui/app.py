@@ -8,7 +8,9 @@ indexing has its own group of one.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from imagesim.errors import ImagesimError
 from imagesim.search import Gallery
@@ -40,6 +43,17 @@ def _theme() -> gr.themes.Base:
                           font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
 
+def _header(status_md: str) -> str:
+    """The top bar: name, tagline and the index status (the status's **bold** and `code` become HTML)."""
+    text = html.escape(status_md)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return ("<div class='topline'><div class='brand'><span class='logo'>◎</span> imagesim"
+            "<span class='tagline'>find photos like this one</span></div>"
+            f"<div class='status' id='status'>{text}</div></div>")
+
+
 def _toast(out: Outcome) -> str:
     """Show a handler's message as a toast and return it for the message line."""
     if out.message:
@@ -54,7 +68,7 @@ def _hide() -> dict[str, Any]:
 class _Panel:
     """A grid of results with a detail view (larger photo, path, size, date, why) and optional 'More like this'."""
 
-    def __init__(self, handlers: Handlers, name: str, columns: int = 6) -> None:
+    def __init__(self, handlers: Handlers, name: str, columns: int = 5) -> None:
         self.handlers = handlers
         self.items = gr.State([])
         self.selected = gr.State(None)
@@ -102,9 +116,7 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
 
     with gr.Blocks(title="imagesim · photo search", analytics_enabled=False) as demo:
         with gr.Row(elem_id="topbar", equal_height=True):
-            gr.HTML("<div class='brand'><span class='logo'>◎</span> imagesim"
-                    "<span class='tagline'>find photos like this one</span></div>", elem_id="brand")
-            status = gr.Markdown(elem_id="status")
+            status = gr.HTML(_header(""), elem_id="header", scale=1)
             index_btn = gr.Button("↻ Index now", size="sm", variant="secondary", elem_id="index-now", scale=0,
                                   min_width=120)
         with gr.Row(equal_height=False):
@@ -112,10 +124,8 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                 upload = gr.Image(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=300,
                                   elem_id="upload", buttons=[],
                                   placeholder="Drop a photo here, paste one (Ctrl+V) or click to choose a file")
-                with gr.Row(elem_id="text-row"):
-                    text = gr.Textbox(placeholder="…or describe it: a red bicycle by a wall", show_label=False,
-                                      scale=5, elem_id="text-query", submit_btn=False)
-                    text_btn = gr.Button("Search", variant="primary", scale=1, min_width=80, elem_id="text-search")
+                text = gr.Textbox(placeholder="…or describe it in words", show_label=False, lines=1,
+                                  max_lines=1, elem_id="text-query", submit_btn="Search")
                 count = gr.Slider(4, 60, value=k, step=4, label="Results", elem_id="count")
                 message = gr.Markdown(elem_id="message")
             with gr.Column(scale=3, min_width=480, elem_id="results-col"):
@@ -147,7 +157,7 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
         # ---- similar -------------------------------------------------------------------------------------------
         ev = upload.change(lambda f, n: show(h.search_photo(f, n)), [upload, count], [*similar.outputs(), message],
                            **run)
-        gr.on([text.submit, text_btn.click], lambda t, n: show(h.search_text(t, n)), [text, count],
+        text.submit(lambda t, n: show(h.search_text(t, n)), [text, count],
               [*similar.outputs(), message], **run)
         similar.more.click(lambda it, n: show(h.more_like(it, n)), [similar.selected, count],
                            [*similar.outputs(), message], **run)
@@ -180,11 +190,11 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
             progress(0, desc="Looking for new, changed and deleted photos…")
             msg = h.index_now()
             (gr.Info if msg.startswith("indexed") else gr.Warning)(msg)
-            return h.status_markdown(), msg
+            return _header(h.status_markdown()), msg
 
         index_btn.click(index_now, None, [status, message], api_visibility=PRIVATE, concurrency_id="imagesim-index",
                         concurrency_limit=1, show_progress="full")
-        demo.load(h.status_markdown, None, status, api_visibility=PRIVATE, queue=False)
+        demo.load(lambda: _header(h.status_markdown()), None, status, api_visibility=PRIVATE, queue=False)
 
         # ---- the public API: separate functions, hidden components --------------------------------------------
         _api_endpoints(gallery)
@@ -315,6 +325,12 @@ def private_temp_dir() -> str:
     return folder
 
 
+def _warm_up(gallery: Gallery) -> None:
+    """Load the model now, so the first upload answers as fast as the next ones (a missing model says so here)."""
+    if gallery.status().get("photos"):
+        gallery.encoder.embed_images([Image.new("RGB", (64, 64))])
+
+
 def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
           max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
     """`imagesim serve`: open the database, build the page, serve it until Ctrl+C."""
@@ -323,6 +339,7 @@ def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 78
         gallery = Gallery.open(db, threads=threads)
         thumbs = Thumbnails(Path(temp) / "thumbs", gallery.status()["roots"], [str(gallery.store.folder)])
         demo = build_demo(gallery, thumbs=thumbs)
+        _warm_up(gallery)
         demo.queue(default_concurrency_limit=WORK_LIMIT, max_size=64)
         if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
             print(f"imagesim: warning: serving on {host} without --auth: anyone who can reach it can search and "
