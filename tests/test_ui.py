@@ -201,6 +201,19 @@ def test_index_now_adds_new_photos_and_queries_keep_working(site: Site, tiny_enc
         run_index(Settings.for_db(site.db, threads=1), [site.root], encoders=[tiny_encoder], progress=False)
 
 
+def test_upload_that_pillow_cannot_open_reaches_the_handler(tmp_path: Path) -> None:
+    from gradio.data_classes import ImageData
+
+    from ui.app import photo_input
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    comp = photo_input(type="filepath", render=False)
+    assert comp.preprocess(ImageData(path=str(fake), orig_name="notes.jpg")) == str(fake)
+    with pytest.raises(Exception, match="cannot identify"):
+        gr.Image(type="filepath", render=False).preprocess(ImageData(path=str(fake), orig_name="notes.jpg"))
+
+
 def test_draw_boxes_numbers_each_face() -> None:
     img = photo(1, (200, 150))
     out = draw_boxes(img, [(10, 40, 60, 100), (120, 30, 180, 90)])
@@ -301,7 +314,6 @@ def features(site: Site, tiny_encoder, monkeypatch: pytest.MonkeyPatch) -> Handl
     module = types.ModuleType("imagesim.people")
     module.People = People  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "imagesim.people", module)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object() if name == "imagesim.people" else None)
     return Handlers(g, site.thumbs)
 
 

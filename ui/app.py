@@ -61,8 +61,23 @@ def _toast(out: Outcome) -> str:
     return out.message
 
 
-def _hide() -> dict[str, Any]:
-    return gr.update(visible=False)
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A gr.Image that hands over any uploaded file, so imagesim's own decoder explains what is wrong with it.
+
+    Plain gr.Image opens the upload with Pillow before the handler runs and answers a non-image with a bare "Error".
+    (Wrapped on the instance: subclassing a Gradio component makes Gradio write a .pyi stub beside this module.)
+    """
+    comp = gr.Image(**kwargs)
+    original = comp.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except Exception:  # noqa: BLE001 - the handler's load_image gives the one-line reason
+            return getattr(payload, "path", None)
+
+    comp.preprocess = preprocess  # type: ignore[method-assign]
+    return comp
 
 
 class _Panel:
@@ -73,7 +88,8 @@ class _Panel:
         self.items = gr.State([])
         self.selected = gr.State(None)
         self.grid = gr.Gallery(label=name, show_label=False, columns=columns, object_fit="cover", height="auto",
-                               allow_preview=False, buttons=[], elem_classes=["results"], interactive=False)
+                               allow_preview=False, buttons=[], elem_classes=["results"], interactive=False,
+                               fit_columns=False)
         with gr.Row(visible=False, elem_classes=["detail"]) as self.detail:
             self.preview = gr.Image(show_label=False, interactive=False, height=360, scale=3,
                                     buttons=["fullscreen"], elem_classes=["preview"])
@@ -114,14 +130,14 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
     h = handlers
     h.status()  # learn the gallery roots before the first thumbnail is asked for
 
-    with gr.Blocks(title="imagesim · photo search", analytics_enabled=False) as demo:
+    with gr.Blocks(title="imagesim · photo search", analytics_enabled=False, fill_width=True) as demo:
         with gr.Row(elem_id="topbar", equal_height=True):
             status = gr.HTML(_header(""), elem_id="header", scale=1)
             index_btn = gr.Button("↻ Index now", size="sm", variant="secondary", elem_id="index-now", scale=0,
                                   min_width=120)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="query"):
-                upload = gr.Image(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=300,
+                upload = photo_input(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=300,
                                   elem_id="upload", buttons=[],
                                   placeholder="Drop a photo here, paste one (Ctrl+V) or click to choose a file")
                 text = gr.Textbox(placeholder="…or describe it in words", show_label=False, lines=1,
@@ -268,7 +284,7 @@ class _PeopleTab:
         self.items = gr.State([])
         self.selected = gr.State(None)
         self.grid = gr.Gallery(show_label=False, columns=8, object_fit="cover", height="auto", allow_preview=False,
-                               buttons=[], interactive=False, elem_classes=["people"])
+                               buttons=[], interactive=False, elem_classes=["people"], fit_columns=False)
         with gr.Row():
             self.name = gr.Textbox(label="Name", placeholder="pick a person, then type their name", scale=3)
             self.rename = gr.Button("Rename", variant="primary", scale=1)

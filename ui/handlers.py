@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +119,14 @@ class Handlers:
         return hasattr(self.gallery, "faces") and _call_bool(self.gallery, "faces_enabled")
 
     def has_people(self) -> bool:
-        return self.has_faces() and importlib.util.find_spec("imagesim.people") is not None
+        if not self.has_faces():
+            return False
+        if "imagesim.people" in sys.modules:
+            return True
+        try:
+            return importlib.util.find_spec("imagesim.people") is not None
+        except (ImportError, ValueError):
+            return False
 
     def has_duplicates(self) -> bool:
         return callable(getattr(self.gallery, "duplicates", None))
