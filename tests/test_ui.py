@@ -392,13 +392,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(site: Site) -> Iterator[str]:
+def app(site: Site) -> Iterator[gr.Blocks]:
     demo = build_demo(site.gallery, thumbs=site.thumbs)
-    demo.queue(default_concurrency_limit=WORK_LIMIT)
     opts = launch_options(site.gallery, port=_free_port(), max_file_size="200kb")
-    _, url, _ = demo.launch(prevent_thread_lock=True, **opts)
-    yield url
+    demo.launch(prevent_thread_lock=True, **opts)
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def server(app: gr.Blocks) -> str:
+    return app.local_url
 
 
 @pytest.fixture(scope="session")
@@ -431,10 +435,22 @@ def test_api_errors_are_messages(client: Any, tmp_path: Path) -> None:
         client.predict(" ", api_name="/search_text")
 
 
-def test_only_the_api_endpoints_are_public(client: Any) -> None:
+def test_only_the_api_endpoints_are_public(client: Any, app: gr.Blocks) -> None:
     info = client.view_api(return_format="dict", print_info=False)
     assert sorted(info["named_endpoints"]) == ["/search", "/search_text"]  # /faces joins when faces exist
     assert info["unnamed_endpoints"] == {}
+    private = {i: fn for i, fn in app.fns.items() if fn.api_visibility == "private" and fn.fn is not None}
+    names = {getattr(fn.fn, "__name__", "") for fn in private.values()}
+    assert {"index_now", "_on_select"} <= names  # UI events, indexing among them, are all private
+    index_id = next(i for i, fn in private.items() if fn.fn.__name__ == "index_now")
+    with pytest.raises(ValueError, match="Invalid function index"):
+        client.predict(fn_index=index_id)  # gradio_client cannot trigger indexing
+
+
+def test_searches_share_two_slots_and_indexing_has_one(app: gr.Blocks) -> None:
+    limits = {(fn.concurrency_id, fn.concurrency_limit) for fn in app.fns.values() if fn.queue and fn.fn}
+    assert ("imagesim-index", 1) in limits
+    assert {lim for cid, lim in limits if cid == "imagesim-work"} == {WORK_LIMIT}
 
 
 def test_file_route_serves_thumbnails_and_nothing_else(server: str, site: Site, upload: str) -> None:

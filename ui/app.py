@@ -12,6 +12,8 @@ import html
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +216,8 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
 
         # ---- the public API: separate functions, hidden components --------------------------------------------
         _api_endpoints(gallery)
+    # Events wait in one queue; searches share WORK_LIMIT slots (2 cores), indexing has one slot of its own.
+    demo.queue(default_concurrency_limit=WORK_LIMIT, max_size=64)
     return demo
 
 
@@ -351,16 +355,18 @@ def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 78
           max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
     """`imagesim serve`: open the database, build the page, serve it until Ctrl+C."""
     temp = private_temp_dir()
+    # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         gallery = Gallery.open(db, threads=threads)
         thumbs = Thumbnails(Path(temp) / "thumbs", gallery.status()["roots"], [str(gallery.store.folder)])
         demo = build_demo(gallery, thumbs=thumbs)
         _warm_up(gallery)
-        demo.queue(default_concurrency_limit=WORK_LIMIT, max_size=64)
         if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
             print(f"imagesim: warning: serving on {host} without --auth: anyone who can reach it can search and "
                   "re-index this gallery")
         print(f"imagesim: serving {gallery.store.folder} on http://{host}:{port} (Ctrl+C to stop)")
         demo.launch(**launch_options(gallery, host=host, port=port, auth=auth, max_file_size=max_file_size))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(temp, ignore_errors=True)

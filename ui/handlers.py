@@ -9,29 +9,22 @@ feature is merged.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from PIL import Image
-
 from imagesim.errors import ImagesimError
-from imagesim.images import ALLOWED_FORMATS, load_image
+from imagesim.images import load_image
 from imagesim.search import Gallery
 
+from .present import ago, friendly, human_size, photo_facts, why
 from .thumbs import Thumbnails, draw_boxes
-
-log = logging.getLogger("imagesim.ui")
 
 Item = dict[str, Any]  # one result: path, name, score, why, thumb (+ box/verdict for faces)
 GalleryValue = list[tuple[str, str]]  # (thumbnail path, caption) as gr.Gallery takes them
 NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run `imagesim index PHOTO_DIR --db DB`"
-EXIF_IFD, DATE_TAKEN, DATE_TIME = 0x8769, 36867, 306
 
 
 @dataclass
@@ -45,53 +38,6 @@ class Outcome:
     @property
     def gallery(self) -> GalleryValue:
         return [(it["thumb"], it["caption"]) for it in self.items]
-
-
-def friendly(exc: BaseException) -> str:
-    """One line for the page. Errors the user can cause say so; anything else is logged with its trace."""
-    if isinstance(exc, ImagesimError):
-        return str(exc)
-    log.exception("unexpected error in a UI handler")
-    return f"something went wrong ({type(exc).__name__}: {exc}); the details are in the server log"
-
-
-def score_words(score: float) -> str:
-    """A rough reading of a CLIP image-to-image cosine, so a number means something to a user."""
-    if score >= 0.95:
-        return "near-identical"
-    if score >= 0.85:
-        return "very similar"
-    if score >= 0.7:
-        return "similar"
-    if score >= 0.5:
-        return "somewhat alike"
-    return "loosely related"
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} bytes"
-
-
-def photo_facts(path: str) -> dict[str, Any]:
-    """Size on disk, pixel size and date (EXIF date taken, else the file's modification time)."""
-    st = os.stat(path)
-    facts: dict[str, Any] = {"bytes": st.st_size, "date": datetime.fromtimestamp(st.st_mtime), "date_source": "file"}
-    try:
-        with Image.open(path, formats=ALLOWED_FORMATS) as img:  # header only: nothing is decoded here
-            facts["width"], facts["height"] = img.size
-            exif = img.getexif()
-            raw = exif.get_ifd(EXIF_IFD).get(DATE_TAKEN) or exif.get(DATE_TIME)
-            if raw:
-                facts["date"] = datetime.strptime(str(raw).strip("\0 "), "%Y:%m:%d %H:%M:%S")
-                facts["date_source"] = "taken"
-    except Exception:  # noqa: BLE001 - facts are best effort; a bad header must not break the detail view
-        pass
-    return facts
 
 
 class Handlers:
@@ -144,7 +90,7 @@ class Handlers:
             matches = self.gallery.search(image, int(k))
         except Exception as exc:  # noqa: BLE001 - every failure becomes one readable line
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: _why(m, "content"), empty="no matches")
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches")
 
     def search_text(self, text: str | None, k: int = 24) -> Outcome:
         """Gallery photos that match a description."""
@@ -168,7 +114,7 @@ class Handlers:
             matches = self.gallery.search(path, int(k))
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: _why(m, "content"), empty="no matches")
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches")
 
     # ---- same look (style) -------------------------------------------------------------------------------------
 
@@ -183,7 +129,7 @@ class Handlers:
             matches = self.gallery.search(image, int(k), mode=mode, style_weight=w)  # type: ignore[call-arg]
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: _why(m, mode), empty="no matches")
+        return self._outcome(matches, lambda m: why(m, mode), empty="no matches")
 
     # ---- faces -------------------------------------------------------------------------------------------------
 
@@ -319,7 +265,7 @@ class Handlers:
         model = info.get("model") or "?"
         parts.append(f"model `{model}`")
         when = info.get("last_indexed")
-        parts.append("last indexed " + (_ago(when) if when else "never"))
+        parts.append("last indexed " + (ago(when) if when else "never"))
         return " · ".join(parts)
 
     def index_now(self) -> str:
@@ -335,17 +281,24 @@ class Handlers:
         return f"indexed: {summary}"
 
     def _run_index(self, roots: list[str]) -> Any:
+        import torch
+
         from imagesim.config import Settings
         from imagesim.indexer import run_index
 
         s = self.gallery.settings
         # One thread: the other core stays free for people searching while the index is brought up to date.
+        # torch's thread count is process-wide, so the searches' own setting comes back afterwards.
+        threads = torch.get_num_threads()
         settings = Settings.for_db(s.db, model=s.model, threads=1, batch_size=s.batch_size)
-        return run_index(settings, roots, progress=True)
+        try:
+            return run_index(settings, roots, progress=True)  # its tqdm bar feeds the page's gr.Progress
+        finally:
+            torch.set_num_threads(threads)
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 
-    def _outcome(self, matches: Sequence[Any], why: Callable[[Any], str], empty: str) -> Outcome:
+    def _outcome(self, matches: Sequence[Any], explain: Callable[[Any], str], empty: str) -> Outcome:
         items = []
         for m in matches:
             try:
@@ -354,7 +307,7 @@ class Handlers:
                 continue  # moved or deleted since indexing: nothing to show
             name = os.path.basename(m.path)
             items.append({"path": m.path, "name": name, "score": float(m.score), "thumb": thumb,
-                          "caption": f"{m.score:.2f} · {name}", "why": why(m)})
+                          "caption": f"{m.score:.2f} · {name}", "why": explain(m)})
         if not items:
             return Outcome(message=NOTHING_INDEXED if self.is_empty() else empty)
         return Outcome(items=items)
@@ -365,20 +318,6 @@ def _name(upload: str) -> str:
     return os.path.basename(str(upload)) or "the upload"
 
 
-def _why(m: Any, mode: str) -> str:
-    explained = getattr(m, "why", None)
-    if explained:
-        return str(explained)
-    parts = []
-    if getattr(m, "content_score", None) is not None:
-        parts.append(f"content {m.content_score:.2f}")
-    if getattr(m, "style_score", None) is not None:
-        parts.append(f"style {m.style_score:.2f}")
-    detail = f" ({', '.join(parts)})" if parts else ""
-    what = {"content": "shows something", "style": "has a look", "blend": "looks and shows something"}[mode]
-    return f"{what} {score_words(float(m.score))} to your photo{detail}"
-
-
 def _call_bool(obj: object, name: str, *args: object) -> bool:
     fn = getattr(obj, name, None)
     if not callable(fn):
@@ -387,14 +326,3 @@ def _call_bool(obj: object, name: str, *args: object) -> bool:
         return bool(fn(*args))
     except Exception:  # noqa: BLE001 - a feature that cannot answer is a feature that is off
         return False
-
-
-def _ago(ts: float) -> str:
-    s = max(0.0, time.time() - float(ts))
-    if s < 90:
-        return "just now"
-    if s < 5400:
-        return f"{round(s / 60)} min ago"
-    if s < 2 * 86400:
-        return f"{round(s / 3600)} h ago"
-    return datetime.fromtimestamp(float(ts)).strftime("%-d %b %Y")
