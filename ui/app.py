@@ -132,7 +132,8 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
     h = handlers
     h.status()  # learn the gallery roots before the first thumbnail is asked for
 
-    with gr.Blocks(title="imagesim · photo search", analytics_enabled=False, fill_width=True) as demo:
+    with gr.Blocks(title="imagesim · photo search", analytics_enabled=False, fill_width=True,
+                   delete_cache=(3600, 86400)) as demo:  # uploads leave the server after a day
         with gr.Row(elem_id="topbar", equal_height=True):
             status = gr.HTML(_header(""), elem_id="header", scale=1)
             index_btn = gr.Button("↻ Index now", size="sm", variant="secondary", elem_id="index-now", scale=0,

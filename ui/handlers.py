@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from .present import ago, friendly, human_size, photo_facts, why
 from .thumbs import Thumbnails, draw_boxes
 
 Item = dict[str, Any]  # one result: path, name, score, why, thumb (+ box/verdict for faces)
+THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
 GalleryValue = list[tuple[str, str]]  # (thumbnail path, caption) as gr.Gallery takes them
 NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run `imagesim index PHOTO_DIR --db DB`"
 
@@ -300,10 +302,8 @@ class Handlers:
 
     def _outcome(self, matches: Sequence[Any], explain: Callable[[Any], str], empty: str) -> Outcome:
         items = []
-        for m in matches:
-            try:
-                thumb = self.thumbs.thumbnail(m.path)
-            except (ImagesimError, OSError):
+        for m, thumb in zip(matches, self._thumbnails([m.path for m in matches]), strict=True):
+            if thumb is None:
                 continue  # moved or deleted since indexing: nothing to show
             name = os.path.basename(m.path)
             items.append({"path": m.path, "name": name, "score": float(m.score), "thumb": thumb,
@@ -311,6 +311,21 @@ class Handlers:
         if not items:
             return Outcome(message=NOTHING_INDEXED if self.is_empty() else empty)
         return Outcome(items=items)
+
+
+    def _thumbnails(self, paths: list[str]) -> list[str | None]:
+        """Thumbnails for a page of results, made two at a time (decoding releases the GIL) the first time."""
+
+        def one(path: str) -> str | None:
+            try:
+                return self.thumbs.thumbnail(path)
+            except (ImagesimError, OSError):
+                return None
+
+        if len(paths) < 2:
+            return [one(p) for p in paths]
+        with ThreadPoolExecutor(THUMB_THREADS, thread_name_prefix="imagesim-thumbs") as pool:
+            return list(pool.map(one, paths))
 
 
 def _name(upload: str) -> str:
