@@ -506,7 +506,8 @@ def test_serve_without_a_database_says_what_to_do(capsys: pytest.CaptureFixture[
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (.ci/install-browser.sh)")
 def test_browser_upload_shows_results(server: str, site: Site, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
 
     shot = tmp_path / "ui.png"
     with sync_playwright() as p:
