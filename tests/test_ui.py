@@ -48,6 +48,7 @@ class Site:
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory, tiny_spec, tiny_encoder) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("ui")
+    before = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(base / "gradio")  # the app's private served folder, as `serve` does
     root = base / "gallery"
     photos = write_gallery(root, 12)
@@ -57,6 +58,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_spec, tiny_encoder) -> I
     thumbs = Thumbnails(base / "gradio" / "thumbs", [str(root)], [str(db)])
     yield Site(root, db, gallery, thumbs, Handlers(gallery, thumbs), photos)
     gallery.close()
+    if before is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = before
 
 
 @pytest.fixture()
