@@ -224,7 +224,8 @@ def render(r: dict[str, Any]) -> str:
     names = [n for n in ("imagesim", "face_recognition") if n in r]
     lines = [f"## Faces (faces-small, {r['photos']} distinct photos, median of {r['rounds']} rounds)", "",
              "`python -m bench faces`. imagesim: `index --faces` pipeline (read, hash, JPEG draft decode, HOG at "
-             "1280 px (second pass at 2560 px on group photos), 5-point alignment, batched ResNet descriptors, SQLite commit), no content model. "
+             "640 px, then 1280 px unless one face was found, then 2560 px for groups; 5-point alignment, "
+             "batched ResNet descriptors, SQLite commit), no content model. "
              "face_recognition 1.3: `load_image_file` + `face_locations` (HOG, upsample 1) + `face_encodings`.", "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
 

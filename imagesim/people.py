@@ -20,7 +20,7 @@ from PIL import Image
 
 from .errors import ImagesimError
 from .faces import Box, crop_box
-from .facestore import delete_all_faces, delete_faces, descriptors, face_rows, has_schema
+from .facestore import delete_faces, descriptors, face_rows, has_schema, set_faces
 from .images import load_image
 from .store import Store
 
@@ -204,7 +204,8 @@ class People:
         return self.person(target.id) if target is not None else None
 
     def forget(self, who: str | int | None) -> int:
-        """Delete a person's faces, name and corrections (or, with None, all face data); return faces deleted.
+        """Delete a person's faces, name and corrections (or, with None, all face data and turn faces off); return
+        the number of faces deleted.
 
         The bytes go too: SQLite's secure_delete zeroes freed pages, the WAL is checkpointed, and the faces graph
         file is rewritten without them (Store.save(compact=True)). The photos stay in the gallery; they are not
@@ -212,7 +213,7 @@ class People:
         """
         if who is None:
             count = int(self.catalog.conn.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-            delete_all_faces(self.store)
+            set_faces(self.store, None)  # faces off too, or the next index would find them all again
             return count
         person = self.person(who)
         ids = [f.id for f in face_rows(self.catalog, "WHERE person_id=?", (person.id,))]
@@ -234,6 +235,9 @@ class People:
         if is_person:  # a face is one person: its other "is" marks go
             self.catalog.conn.execute("DELETE FROM face_marks WHERE sha256=? AND left=? AND top=? AND right=? AND "
                                       "bottom=? AND is_person=1", tuple(row))
+        else:  # "not P" undoes an earlier "is P"
+            self.catalog.conn.execute("DELETE FROM face_marks WHERE sha256=? AND left=? AND top=? AND right=? AND "
+                                      "bottom=? AND person_id=?", (*row, person_id))
         self.catalog.conn.execute("INSERT OR REPLACE INTO face_marks VALUES(?,?,?,?,?,?,?)",
                                   (*row, person_id, int(is_person)))
 

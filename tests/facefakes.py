@@ -49,10 +49,13 @@ class FakeHog:
         rects, scores = [], []
         for colour in PALETTE:
             mask = (np.abs(arr.astype(np.int16) - np.asarray(colour)) < 40).all(axis=2)
-            ys, xs = np.nonzero(mask)
-            if len(xs) and xs.max() - xs.min() + 1 >= self.min_side:
-                rects.append(_Rect(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())))
-                scores.append(1.0)
+            cols = np.concatenate([[False], mask.any(axis=0), [False]])
+            edges = np.nonzero(np.diff(cols.astype(np.int8)))[0]
+            for x0, x1 in zip(edges[::2], edges[1::2], strict=True):  # side-by-side squares of one colour: twins
+                ys = np.nonzero(mask[:, x0:x1].any(axis=1))[0]
+                if x1 - x0 >= self.min_side:
+                    rects.append(_Rect(int(x0), int(ys.min()), int(x1 - 1), int(ys.max())))
+                    scores.append(1.0)
         return rects, scores, [0] * len(rects)
 
 
@@ -71,7 +74,8 @@ class FakeEmbedder(FaceEmbedder):
 
     def chip(self, arr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         left, top, right, bottom = (int(round(v)) for v in box)
-        cx, cy, w, h = (left + right) // 2, (top + bottom) // 2, max(1, (right - left) // 4), max(1, (bottom - top) // 4)
+        cx, cy = (left + right) // 2, (top + bottom) // 2
+        w, h = max(1, (right - left) // 4), max(1, (bottom - top) // 4)
         return arr[cy - h:cy + h + 1, cx - w:cx + w + 1].reshape(-1, 3).mean(axis=0)
 
     def face_encodings(self, chips: Sequence[np.ndarray]) -> np.ndarray:
@@ -93,7 +97,7 @@ def face_photo(people: Sequence[int], size: tuple[int, int] = (400, 300), side: 
     img = Image.new("RGB", size, GREY)
     rng = np.random.default_rng(seed)
     arr = np.asarray(img).copy()
-    arr[:4, :4] = rng.integers(0, 255, (4, 4, 3))  # photos differ in bytes even with the same people
+    arr[:4, :4] = rng.integers(100, 156, (4, 4, 3))  # photos differ in bytes even with the same people
     img = Image.fromarray(arr)
     for n, person in enumerate(people):
         x, y = at[n] if at else (20 + n * (side + 30), 40)
