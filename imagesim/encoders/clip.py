@@ -56,7 +56,7 @@ class ClipEncoder(Encoder):
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=checkpoint, device="cpu", **kwargs
                 )
-        except (RuntimeError, KeyError, ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a user's file can fail torch.load/load_state_dict in many ways
             raise ModelError(f"cannot load {self.spec.describe()}: {_first_line(exc)}") from None
         model.eval()
         self.model = model
