@@ -91,7 +91,7 @@ def cmd_people(args: argparse.Namespace) -> int:
                 print(f"imagesim: merged into {p.label} ({p.face_count} faces)")
             elif args.action == "split":
                 p = people.split(args.person, args.face_ids)
-                print(f"imagesim: faces {', '.join(map(str, args.face_ids))} are now {p.label}")
+                print(f"imagesim: face(s) {', '.join(map(str, args.face_ids))} now make up {p.label}")
             elif args.action == "move":
                 p = people.move(args.face_ids, None if args.not_ else args.to)
                 print(f"imagesim: moved to {p.label}" if p else "imagesim: taken out; they will not go back there")

@@ -58,7 +58,7 @@ def query_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Imag
         raise ImagesimError(f"faces are off for {store.folder}: run `imagesim index DIR --db {store.folder} --faces`")
     if isinstance(query, (str, os.PathLike)):
         stored = _stored_faces(store, Path(query))
-        if stored is not None:
+        if stored:  # none stored (no face, or faces forgotten): a query may still look for itself
             return stored
     analyzer = analyzer or analyzer_for(settings)
     img = query if isinstance(query, Image.Image) else load_image(query, draft_size=analyzer.input_size)
@@ -89,7 +89,8 @@ def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Ima
     """For each face in `query`, the k nearest gallery faces (one row per file showing them), nearest first."""
     faces = query_faces(store, query, analyzer)
     if not faces:
-        raise NoFaceFound("no face found in this photo (faces must be roughly frontal and at least ~40 px wide)")
+        raise NoFaceFound("no face found in this photo: faces must look roughly at the camera and span at least "
+                          "~1/16 of the photo's long side; try a tighter crop")
     k = max(0, int(k))
     store.refresh()
     results = []

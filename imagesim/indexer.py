@@ -70,7 +70,7 @@ class _Item:
     path: str
     size: int
     mtime_ns: int
-    kind: str  # "added" | "updated" | "moved" (decided once its bytes are known)
+    kind: str  # "added" | "updated" | "unchanged" (faces only) | "moved" (decided once its bytes are known)
     sha256: str = ""
     content_id: int | None = None  # known content with all vectors: link only
     image: Image.Image | None = None
@@ -109,12 +109,15 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
                 report.failed.append((p, f"cannot read file ({exc.strerror})"))
                 continue
             row = known.get(p)
-            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns and (
-                    row.status == "failed" or (row.content_id not in needs_vectors
-                                               and row.content_id not in needs_faces)):
+            same = row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+            if same and (row.status == "failed" or (row.content_id not in needs_vectors  # type: ignore[union-attr]
+                                                     and row.content_id not in needs_faces)):
                 report.unchanged += 1
                 continue
-            todo.append(_Item(p, st.st_size, st.st_mtime_ns, "updated" if row is not None else "added"))
+            # An unchanged file read again only to find its faces (faces just turned on) still counts as unchanged.
+            kind = "unchanged" if same and row.content_id not in needs_vectors else (  # type: ignore[union-attr]
+                "updated" if row is not None else "added")
+            todo.append(_Item(p, st.st_size, st.st_mtime_ns, kind))
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .errors import ImagesimError
 from .faces import Box, crop_box
-from .facestore import delete_faces, descriptors, face_rows, has_schema, set_faces
+from .facestore import delete_faces, descriptors, face_rows, face_settings, has_schema, set_faces
 from .images import load_image
 from .store import Store
 
@@ -75,7 +75,7 @@ class People:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.catalog = store.catalog
-        if not has_schema(self.catalog):
+        if not has_schema(self.catalog) or face_settings(self.catalog) is None:
             raise ImagesimError(f"faces are off for {store.folder}: run `imagesim index DIR --db {store.folder} "
                                 "--faces` first")
 

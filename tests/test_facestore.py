@@ -107,7 +107,7 @@ def test_photos_indexed_before_faces_get_them_without_re_encoding(tmp_path: Path
     run_index(Settings.for_db(db, threads=1), [photos], encoders=[tiny_encoder], progress=False)
     counting = Counting(tiny_encoder)
     report = index_with_fakes(db, [photos], [counting])
-    assert counting.seen == 0 and report.faces == 3 and report.unchanged == 0
+    assert counting.seen == 0 and report.faces == 3 and report.unchanged == 2 and report.updated == 0
     write_face_photo(photos / "c.jpg", [4], seed=3)
     report = index_with_fakes(db, [photos], [counting])
     assert counting.seen == 1 and report.faces == 1 and report.unchanged == 2
