@@ -217,3 +217,38 @@ def test_face_thumbnail_shows_the_face(gallery: tuple[Path, Path]) -> None:
         store.close()
     centre = np.asarray(thumb)[thumb.height // 2, thumb.width // 2]
     assert max(thumb.size) <= 160 and np.abs(centre.astype(int) - PALETTE[2]).max() < 40
+
+
+@pytest.mark.slow
+def test_real_gallery_clusters_into_the_labelled_people(datasets: Path, tmp_path: Path,
+                                                        tiny_encoder: Encoder) -> None:
+    import csv
+
+    from imagesim.faces import FaceAnalyzer
+
+    folder = datasets / "faces-small"
+    labels = {str(folder / r["path"]): set(r["people"].split(";")) for r in csv.DictReader(open(folder / "labels.csv"))}
+    db = tmp_path / "db"
+    index_with_fakes(db, [folder], [tiny_encoder], FaceAnalyzer())  # the real dlib models
+    store, people = _with_people(db)
+    try:
+        clusters = {p.id: [set(f.paths) for f in people.faces(p.id)] for p in people.list()}
+        named: dict[str, int] = {}
+        for pid, faces in clusters.items():
+            # every face of a cluster is in a photo labelled with one common person: that is who the cluster is
+            common = set.intersection(*[set.union(*(labels[x] for x in paths)) for paths in faces])
+            assert len(common) >= 1, f"person {pid} mixes people"
+            who = sorted(common)[0] if len(common) == 1 else None
+            if who:
+                assert who not in named, f"{who} is split over two people"
+                named[who] = pid
+        for who in ("obama", "biden", "kit_harington", "rose_leslie", "alex_lacamoire"):  # 2+ photos each
+            photos = {p for p, people_in in labels.items() if who in people_in}
+            assert set.union(*clusters[named[who]]) == photos
+        [left, right] = search_faces(store, folder / "examples" / "two_people.jpg", k=20)
+        for result, who in ((left, "obama"), (right, "biden")):
+            same = [m for m in result.matches if m.same_person]
+            assert same and all(who in labels[m.path] for m in same)
+            assert {m.path for m in same} == {p for p, people_in in labels.items() if who in people_in}
+    finally:
+        store.close()
