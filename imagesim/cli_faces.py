@@ -16,7 +16,8 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-faces", dest="faces", action="store_false",
                    help="stop indexing faces and delete every face, person and name from the database")
     g.add_argument("--face-detector", choices=["hog", "cnn"],
-                   help="hog (default: fast) or cnn (finds turned and small faces, ~10x slower on CPU)")
+                   help="hog (default, fast) or cnn (dlib's CNN: finds turned faces HOG misses; seconds per photo "
+                        "on a CPU)")
 
 
 def add_parsers(sub: argparse._SubParsersAction, add_db: Callable[[argparse.ArgumentParser], None]) -> None:

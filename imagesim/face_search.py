@@ -50,6 +50,15 @@ def faces_enabled(store: Store) -> bool:
     return face_settings(store.catalog) is not None
 
 
+def analyzer_for_query(store: Store, cached: FaceAnalyzer | None) -> FaceAnalyzer | None:
+    """The analyzer for this database's face settings: `cached` when it still fits, None when faces are off."""
+    settings = face_settings(store.catalog)
+    if settings is None:
+        return None
+    fresh = analyzer_for(settings)
+    return cached if cached is not None and cached.fingerprint() == fresh.fingerprint() else fresh
+
+
 def query_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Image,
                 analyzer: FaceAnalyzer | None = None) -> list[Face]:
     """The faces of a query photo: the stored ones for an unchanged gallery file, else freshly detected."""

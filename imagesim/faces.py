@@ -31,7 +31,7 @@ SURE_DIFFERENT = 0.7  # at or above: "high" confidence that it is someone else
 # the photo's long side. A first look at half that size settles portraits (one big face) at a quarter of the cost;
 # photos with two or more faces (groups) get a last pass at twice the size (faces down to ~3 %).
 HOG_SIZE = 1280
-CNN_SIZE = 800  # the CNN detector costs ~10x more per pixel
+CNN_SIZE = 800  # the CNN detector costs far more per pixel (seconds per photo on a CPU): one pass, at 800 px
 CHIP_SIZE = 150  # the ResNet descriptor's aligned input
 CHIP_PADDING = 0.25
 
@@ -94,7 +94,7 @@ class FaceDetector:
         self.model = model
         self.size = size or (HOG_SIZE if model == "hog" else CNN_SIZE)
         self.upsample = upsample
-        self.group_pass = group_pass
+        self.group_pass = group_pass if model == "hog" else 0  # a CNN pass at 2x size costs seconds more
         self.cascade = cascade and model == "hog"
         self._detector = detector
         self._lock = threading.Lock()
@@ -204,6 +204,7 @@ class FaceAnalyzer:
     def __init__(self, detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None) -> None:
         self.detector = detector or FaceDetector()
         self.embedder = embedder or FaceEmbedder()
+        self._lock = threading.Lock()  # dlib's networks keep per-call buffers: one photo batch at a time
 
     @property
     def input_size(self) -> int:
@@ -218,6 +219,10 @@ class FaceAnalyzer:
 
     def faces(self, images: Sequence[Image.Image]) -> list[list[Face]]:
         """Every face of every photo, boxes in each photo's upright full-size pixels (`info["original_size"]`)."""
+        with self._lock:
+            return self._faces(images)
+
+    def _faces(self, images: Sequence[Image.Image]) -> list[list[Face]]:
         found: list[list[tuple[Box, float]]] = []
         chips: list[np.ndarray] = []
         for img in images:

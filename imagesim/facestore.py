@@ -107,6 +107,12 @@ def delete_all_faces(store: Store) -> None:
         store.save(compact=True)
 
 
+def faces_version(catalog: Catalog) -> tuple[int, int]:
+    """(count, highest id) of the faces: changes whenever a face is added or deleted."""
+    row = catalog.conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM faces").fetchone()
+    return int(row[0]), int(row[1])
+
+
 def face_rows(catalog: Catalog, where: str = "", params: Sequence[object] = ()) -> list[FaceRow]:
     rows = catalog.conn.execute(f"SELECT id, content_id, left, top, right, bottom, score, person_id FROM faces "
                                 f"{where} ORDER BY id", tuple(params)).fetchall()

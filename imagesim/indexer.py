@@ -322,13 +322,14 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
             from .encoders import create_encoder
 
             encoders = [create_encoder("clip", spec=spec, threads=settings.threads)]
-        from .facestore import configure_faces
+        from .facestore import configure_faces, faces_version
 
         stage = configure_faces(store, faces, face_detector)
+        faces_before = faces_version(store.catalog) if stage is not None else None
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
                                threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,
                                faces=stage)
-        if stage is not None:
+        if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
             from .people import People
 
             People(store).cluster()

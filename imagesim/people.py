@@ -332,9 +332,10 @@ def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: di
     n = len(matrix)
     neighbours: list[list[tuple[int, float]]] = [[] for _ in range(n)]
     sq = (matrix * matrix).sum(axis=1)
-    for start in range(0, n, 1024):
-        block = matrix[start:start + 1024]
-        d2 = sq[start:start + 1024, None] + sq[None, :] - 2.0 * block @ matrix.T
+    step = max(16, 8_000_000 // max(n, 1))  # distance blocks of at most ~32 MB
+    for start in range(0, n, step):
+        block = matrix[start:start + step]
+        d2 = sq[start:start + step, None] + sq[None, :] - 2.0 * block @ matrix.T
         dist = np.sqrt(np.maximum(d2, 0.0))
         for r, c in zip(*np.nonzero(dist < link), strict=False):
             i, j = start + int(r), int(c)

@@ -148,9 +148,11 @@ class Gallery:
         """Each face in `query` with the gallery photos of the nearest faces and a same-person verdict.
 
         Raises NoFaceFound when the photo shows no face, ImagesimError when faces are off for this database."""
-        from .face_search import search_faces
+        from .face_search import analyzer_for_query, search_faces
 
-        return search_faces(self.store, query, k)
+        # The face models load once per Gallery (a UI process keeps one open), not once per query.
+        self._face_analyzer = analyzer_for_query(self.store, getattr(self, "_face_analyzer", None))
+        return search_faces(self.store, query, k, analyzer=self._face_analyzer)
 
     def faces_enabled(self) -> bool:
         """Whether this database indexes faces (`imagesim index --faces`)."""
