@@ -75,6 +75,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
 
 
 def cmd_people(args: argparse.Namespace) -> int:
+    from .facestore import wal_is_clean
     from .people import People
     from .store import Store
 
@@ -102,6 +103,9 @@ def cmd_people(args: argparse.Namespace) -> int:
                 n = people.forget(None if args.all_faces else args.person)
                 tail = "; faces are now off for this database (`index --faces` turns them on)" if args.all_faces else ""
                 print(f"imagesim: deleted {n} faces{tail}")
+                if not wal_is_clean(store.catalog):
+                    print("imagesim: note: another process has the database open; the deleted bytes leave its "
+                          "write-ahead log when that process closes it")
     finally:
         store.close()
     return 0

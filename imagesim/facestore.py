@@ -107,6 +107,12 @@ def delete_all_faces(store: Store) -> None:
         store.save(compact=True)
 
 
+def wal_is_clean(catalog: Catalog) -> bool:
+    """Checkpoint the WAL into the database and truncate it; False when a reader kept it from finishing."""
+    busy, _, _ = catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return int(busy) == 0
+
+
 def faces_version(catalog: Catalog) -> tuple[int, int]:
     """(count, highest id) of the faces: changes whenever a face is added or deleted."""
     row = catalog.conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM faces").fetchone()
