@@ -8,12 +8,13 @@ so they survive re-clustering, re-indexing and even a new face detector.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,7 @@ from .store import Store
 LINK = 0.55  # faces closer than this are linked for clustering: below the 0.6 verdict, so chains stay tight
 MIN_FACES = 2  # an uncorrected cluster needs this many faces to become a person (one-off faces stay unassigned)
 ROUNDS = 30
+T = TypeVar("T")
 
 
 class PersonNotFound(ImagesimError):
@@ -61,6 +63,17 @@ class PersonFace:
         return {"face_id": self.face_id, "paths": self.paths, "box": list(self.box), "score": round(self.score, 3)}
 
 
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    """Run under the store's lock: a UI shares one connection between threads."""
+
+    @functools.wraps(method)
+    def wrapper(self: People, *args: Any, **kwargs: Any) -> T:
+        with self.store.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def iou(a: Sequence[int], b: Sequence[int]) -> float:
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -81,6 +94,7 @@ class People:
 
     # ---- reading -------------------------------------------------------------------------------------------------
 
+    @_locked
     def list(self) -> list[Person]:
         """Everyone with at least one face, or a name; most faces first."""
         rows = self.catalog.conn.execute(
@@ -90,9 +104,11 @@ class People:
             "HAVING COUNT(f.id) > 0 OR p.name IS NOT NULL ORDER BY COUNT(f.id) DESC, p.id").fetchall()
         return [Person(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
 
+    @_locked
     def unassigned(self) -> int:
         return int(self.catalog.conn.execute("SELECT COUNT(*) FROM faces WHERE person_id IS NULL").fetchone()[0])
 
+    @_locked
     def person(self, who: str | int) -> Person:
         """A person by name (case-insensitive) or number."""
         text = str(who).strip()
@@ -101,12 +117,14 @@ class People:
                 return p
         raise PersonNotFound(f"no person called {text!r}: see `imagesim people list`")
 
+    @_locked
     def faces(self, who: str | int) -> list[PersonFace]:
         person = self.person(who)
         rows = face_rows(self.catalog, "WHERE person_id=?", (person.id,))
         paths = self.catalog.paths_for(r.content_id for r in rows)
         return [PersonFace(r.id, paths.get(r.content_id, []), r.box, r.score) for r in rows]
 
+    @_locked
     def face_thumbnail(self, face_id: int, size: int = 160) -> Image.Image:
         """The face cropped from its photo with some margin, at most `size` px a side."""
         rows = face_rows(self.catalog, "WHERE id=?", (int(face_id),))
@@ -123,6 +141,7 @@ class People:
 
     # ---- corrections -----------------------------------------------------------------------------------------------
 
+    @_locked
     def rename(self, who: str | int, name: str) -> Person:
         """Name a person; naming confirms their current faces, so later clustering keeps them together."""
         name = name.strip()
@@ -138,6 +157,7 @@ class People:
             self._pin([f.id for f in face_rows(self.catalog, "WHERE person_id=?", (person.id,))], person.id)
         return self.person(person.id)
 
+    @_locked
     def merge(self, into: str | int, others: Sequence[str | int]) -> Person:
         """Everyone in `others` becomes `into` (who keeps their name, or takes the first other's)."""
         target = self.person(into)
@@ -163,6 +183,7 @@ class People:
             self._pin([f.id for f in face_rows(self.catalog, "WHERE person_id=?", (target.id,))], target.id)
         return self.person(target.id)
 
+    @_locked
     def split(self, who: str | int, face_ids: Sequence[int]) -> Person:
         """The given faces of a person become a new person; both sides are confirmed as they now are."""
         person = self.person(who)
@@ -179,6 +200,7 @@ class People:
             self._pin(sorted(mine - set(chosen)), person.id)
         return self.person(new_id)
 
+    @_locked
     def move(self, face_ids: Sequence[int], to: str | int | None) -> Person | None:
         """Put faces in person `to`, or (to=None) take them out of their person for good ("not this person")."""
         rows = face_rows(self.catalog, f"WHERE id IN ({','.join('?' * len(face_ids))})", [int(f) for f in face_ids])
@@ -203,6 +225,7 @@ class People:
                     self._pin([r.id], target.id)
         return self.person(target.id) if target is not None else None
 
+    @_locked
     def forget(self, who: str | int | None) -> int:
         """Delete a person's faces, name and corrections (or, with None, all face data and turn faces off); return
         the number of faces deleted.
