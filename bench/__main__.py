@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # name -> module in bench/ with a `main(argv) -> int`; each writes its own section.
-BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability"}
+BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces"}
 
 
 def main(argv: list[str] | None = None) -> int:

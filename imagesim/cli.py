@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import cli_faces
 from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, Settings, default_threads
 from .errors import ImagesimError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="re-embed every photo (needed after changing the model)")
     p.add_argument("--batch-size", type=int, default=32, help="photos encoded together (default: 32)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the counts and failures")
+    cli_faces.add_index_flags(p)
 
     p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
     p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
     _add_db(p)
+    cli_faces.add_parsers(sub, _add_db)
     return parser
 
 
@@ -92,7 +95,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import run_index
 
     settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size)
-    report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False)
+    report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False,
+                       faces=args.faces, face_detector=args.face_detector)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -133,6 +137,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"photos     {info['photos']} ({info['distinct_photos']} distinct), {info['failed']} unreadable")
     print(f"model      {info['model']}")
     print(f"folders    {', '.join(info['roots']) or '-'}")
+    print(f"faces      {'on' if info.get('faces') else 'off (index with --faces to turn them on)'}")
     for path, error in failed:
         print(f"  failed: {path}: {error}")
     return 0
@@ -167,7 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve}
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve,
+            **cli_faces.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

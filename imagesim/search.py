@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -16,6 +16,9 @@ from .encoders import Encoder
 from .errors import ImagesimError, ModelMismatch
 from .images import load_image
 from .store import Store
+
+if TYPE_CHECKING:
+    from .face_search import FaceResult
 
 CONTENT = "content"
 MODEL_META_KEY = "content_model"
@@ -141,6 +144,22 @@ class Gallery:
                 out.append(Match(path, round(float(min(1.0, max(-1.0, score))), 6)))
         return out[:k]
 
+    def faces(self, query: Query, k: int = 10) -> list[FaceResult]:
+        """Each face in `query` with the gallery photos of the nearest faces and a same-person verdict.
+
+        Raises NoFaceFound when the photo shows no face, ImagesimError when faces are off for this database."""
+        from .face_search import analyzer_for_query, search_faces
+
+        # The face models load once per Gallery (a UI process keeps one open), not once per query.
+        self._face_analyzer = analyzer_for_query(self.store, getattr(self, "_face_analyzer", None))
+        return search_faces(self.store, query, k, analyzer=self._face_analyzer)
+
+    def faces_enabled(self) -> bool:
+        """Whether this database indexes faces (`imagesim index --faces`)."""
+        from .face_search import faces_enabled
+
+        return faces_enabled(self.store)
+
     def status(self) -> dict[str, Any]:
         """Counts, model and when the database was last indexed: what `imagesim status` and the UI show."""
         cat = self.store.catalog
@@ -156,4 +175,5 @@ class Gallery:
                 "model": spaces.get(CONTENT, {}).get("model"),
                 "spaces": sorted(spaces),
                 "last_indexed": float(cat.meta("last_indexed") or 0) or None,
+                "faces": self.faces_enabled(),
             }
