@@ -442,7 +442,7 @@ def test_api_errors_are_messages(client: Any, tmp_path: Path) -> None:
 
 def test_only_the_api_endpoints_are_public(client: Any, app: gr.Blocks) -> None:
     info = client.view_api(return_format="dict", print_info=False)
-    assert sorted(info["named_endpoints"]) == ["/search", "/search_text"]  # /faces joins when faces exist
+    assert sorted(info["named_endpoints"]) == ["/faces", "/search", "/search_text"]
     assert info["unnamed_endpoints"] == {}
     private = {i: fn for i, fn in app.fns.items() if fn.api_visibility == "private" and fn.fn is not None}
     names = {getattr(fn.fn, "__name__", "") for fn in private.values()}
