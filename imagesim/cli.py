@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,7 +138,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"photos     {info['photos']} ({info['distinct_photos']} distinct), {info['failed']} unreadable")
     print(f"model      {info['model']}")
     print(f"folders    {', '.join(info['roots']) or '-'}")
-    print(f"faces      {'on' if info.get('faces') else 'off (index with --faces to turn them on)'}")
+    faces = f"on, {info['faces']} found" if info.get("faces_enabled") else "off (index with --faces to turn them on)"
+    print(f"faces      {faces}")
     for path, error in failed:
         print(f"  failed: {path}: {error}")
     return 0
@@ -183,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImagesimError as exc:
         print(f"imagesim: error: {exc}", file=sys.stderr)
         return 1
+    except (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # damaged rows read late
+        db = getattr(args, "db", "the database folder")
+        print(f"imagesim: error: the catalog in {db} is damaged ({str(exc).splitlines()[0][:120]}): run `imagesim "
+              f"repair --db {db}`; if that fails, move the folder away and index again", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `imagesim ... | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("imagesim: interrupted; everything committed so far is kept, run the command again to resume",
               file=sys.stderr)

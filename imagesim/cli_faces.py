@@ -54,6 +54,8 @@ def add_parsers(sub: argparse._SubParsersAction, add_db: Callable[[argparse.Argu
     q = ps.add_parser("forget", help="delete a person's faces and name from the database for good")
     q.add_argument("person", nargs="?", help="name or number")
     q.add_argument("--all-faces", action="store_true", help="delete every face and person and turn faces off")
+    for action in ps.choices.values():  # `people list --db DB` works as well as `people --db DB list`
+        action.add_argument("--db", default=argparse.SUPPRESS, help="database folder (as for `people`)")
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
