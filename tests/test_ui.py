@@ -560,3 +560,20 @@ def test_api_payloads_naming_server_files_are_refused(server: str, site: Site) -
             assert "event: error" in events and "complete" not in events, (target, events[:200])
             assert secret.decode() not in events and "root:" not in events and site.photos[0].name not in events
     assert answered  # the calls were taken and then refused, not merely rejected at the door
+
+
+def test_hostile_uploads_get_one_line_or_results(site: Site, tmp_path: Path) -> None:
+    """Every hostile or odd file through the upload handler and the /search API: results or one readable line."""
+    from imagesim.errors import ImagesimError
+    from tests.hostile import EXPECTED, write_hostile_files
+    from ui import api
+
+    for name, path in write_hostile_files(tmp_path / "up").items():
+        out = site.handlers.search_photo(str(path))
+        if EXPECTED[name] == "ok":
+            assert out.items and not out.message, name
+            assert api.search(site.gallery, {"path": str(path)}, 3)[0]["score"] <= 1.0
+        else:
+            assert out.items == [] and EXPECTED[name] in out.message and "\n" not in out.message, (name, out.message)
+            with pytest.raises(ImagesimError, match=EXPECTED[name] or "."):
+                api.search(site.gallery, {"path": str(path)}, 3)
