@@ -11,8 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.report import datasets_dir, median, write_section
 from imagesim.config import ModelSpec, Settings
 from imagesim.encoders import create_encoder

@@ -26,7 +26,8 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from imagesim.encoders import create_encoder
 
     torch.manual_seed(0)
-    enc = create_encoder("clip", spec=ModelSpec(name=str(TINY_CONFIG), pretrained=None), threads=1)
+    # fp32: a bf16 encoder's image tower holds bf16 weights, and the checkpoint must be the same on every CPU
+    enc = create_encoder("clip", spec=ModelSpec(name=str(TINY_CONFIG), pretrained=None), threads=1, precision="fp32")
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     torch.save(enc.model.state_dict(), path)
     return path

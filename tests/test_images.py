@@ -169,7 +169,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("side", [10_000, 20_000])  # 100 Mpx (Pillow only warns) and 400 Mpx (Pillow errors)
 def test_decompression_bombs_are_refused(side: int) -> None:
-    with pytest.raises(ImageError, match="decompression bomb|pixel limit"):
+    with pytest.raises(ImageError, match="decompression bomb"):
         load_image(_png_header_only(side, side))
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # the limit is never disabled
 
