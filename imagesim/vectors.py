@@ -11,7 +11,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,11 +164,12 @@ class VectorIndex:
         return vi
 
 
-class LabelSet:
+class LabelSet(Set[int]):
     """A set of non-negative int labels kept as a bitmap (1 byte per label up to the largest) while labels are dense.
 
     Labels are catalog ids (1, 2, 3, ...): two Python sets of them cost ~120 bytes per vector, 5 % of all the RAM a
-    stored vector takes; the bitmap costs ~2. Sparse labels (far above the count) fall back to a plain set.
+    stored vector takes; the bitmap costs ~2. Sparse labels (far above the count) fall back to a plain set. A
+    read-only `Set` (==, <=, &, - with Python sets work) plus add/update/discard.
     """
 
     def __init__(self, labels: list[int] | np.ndarray = ()) -> None:

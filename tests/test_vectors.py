@@ -151,6 +151,7 @@ def test_label_set_behaves_like_a_set() -> None:
     assert list(s) == [1, 2, 3, 9, 200_000] and len(s) == 5 and 200_000 in s
     s.discard(200_000)
     assert s.to_array().tolist() == [1, 2, 3, 9]
+    assert s == {1, 2, 3, 9} and {1, 2, 3, 9} == s and s != {1, 2, 3} and set(s) - {9} == {1, 2, 3}
 
 
 def test_bitmap_label_sets_track_deletes_and_re_adds(tmp_path: Path) -> None:
