@@ -30,7 +30,8 @@ from .errors import ImageError, ImagesimError
 from .images import find_images, load_image, read_bytes
 from .store import Store
 
-SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
+SAVE_EVERY_S = 120.0
+WEIGHT_FREE_SPACES = ("style", "dup")  # cheap to recompute: a new version re-embeds without asking for --rebuild  # write the graphs now and then, so a crash leaves little to catch up on at the next open
 
 
 @dataclass
@@ -78,7 +79,8 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
     report = IndexReport()
     with store.writer():
         for enc in encoders:
-            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim, rebuild=rebuild)
+            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim,
+                               rebuild=rebuild or enc.space in WEIGHT_FREE_SPACES)
             store.index(enc.space)  # load (or build) the graph before this run commits anything new
         catalog = store.catalog
         with catalog.transaction():
@@ -278,9 +280,10 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         recorded = store.catalog.meta(MODEL_META_KEY)
         spec = settings.model or (ModelSpec(**json.loads(recorded)) if recorded else ModelSpec())
         if encoders is None:
-            from .encoders import create_encoder
+            from .encoders import WEIGHT_FREE, create_encoder
 
             encoders = [create_encoder("clip", spec=spec, threads=settings.threads)]
+            encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
                                threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress)
         with store.catalog.transaction():

@@ -50,6 +50,8 @@ def prepare(img: Image.Image, side: int = SIDE) -> np.ndarray:
     """RGB float32 in [0, 1] with the longer side at most `side` (downscaled only, so nothing is invented)."""
     if img.mode != "RGB":
         img = img.convert("RGB")
+    if min(img.size) < 16:  # a thumbnail-sized or 1-pixel image still gets every statistic, none undefined
+        img = img.resize((max(16, img.width), max(16, img.height)), Image.Resampling.NEAREST)
     if max(img.size) > side:
         scale = side / max(img.size)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
@@ -90,7 +92,8 @@ def _colour(lab: np.ndarray, rgb: np.ndarray) -> Parts:
              a[highlights].mean() if highlights.any() else 0.0, b[highlights].mean() if highlights.any() else 0.0,
              100 * colourfulness]
     # colour dimensionality: a monochrome grade (B&W, sepia, duotone) puts all pixels on one line in RGB
-    cov = np.cov(rgb.reshape(-1, 3).T) + np.eye(3) * 1e-6
+    flat_rgb = rgb.reshape(-1, 3) - rgb.reshape(-1, 3).mean(axis=0)
+    cov = flat_rgb.T @ flat_rgb / len(flat_rgb) + np.eye(3, dtype=np.float32) * 1e-6
     eig = np.sort(np.linalg.eigvalsh(cov))[::-1]
     stats += [np.log(eig[1] / eig[0]), np.log(eig[2] / eig[0]), np.log(eig[0])]
     # the tint of each tone band (median is robust to the subject's own colours): grades tint bands, subjects don't
@@ -147,7 +150,8 @@ def _rendering(rgb: np.ndarray, Ln: np.ndarray, gx: np.ndarray, gy: np.ndarray, 
     codes = (q8[..., 0] >> 3) * 1024 + (q8[..., 1] >> 3) * 32 + (q8[..., 2] >> 3)
     counts = np.bincount(codes.ravel(), minlength=32768)
     nz = counts[counts > 0]
-    top32 = (np.partition(nz, len(nz) - 32)[-32:].sum() if len(nz) > 32 else nz.sum()) / codes.size  # posterised: a few colours cover everything
+    # posterised: a few colours cover everything
+    top32 = (np.partition(nz, len(nz) - 32)[-32:].sum() if len(nz) > 32 else nz.sum()) / codes.size
     distinct = np.count_nonzero(counts > codes.size * 1e-4)
     ang = np.mod(np.arctan2(gy, gx), np.pi)
     strong = mag > _pct(mag, [80])[0]
@@ -159,9 +163,9 @@ def _rendering(rgb: np.ndarray, Ln: np.ndarray, gx: np.ndarray, gy: np.ndarray, 
     strong_blocks = _block_mean(strong.astype(np.float32), 8) > 0.5
     bright = (Ln > 0.9).mean()
     hsv_s = (rgb.max(axis=2) - rgb.min(axis=2)) / (rgb.max(axis=2) + 1e-3)
+    stroke = float(np.mean(coherence[strong_blocks])) if strong_blocks.any() else 0.0
     out = [np.log(lv + 1) for lv in levels] + [np.log(distinct + 1), top32, bright, hsv_s.mean(), hsv_s.std(),
-                                                 float(np.mean(coherence[strong_blocks])) if strong_blocks.any() else 0.0,
-                                                 float(np.median(coherence))]
+                                                 stroke, float(np.median(coherence))]
     return [np.asarray(out, np.float32)], [orient]
 
 
