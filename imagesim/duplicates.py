@@ -102,8 +102,10 @@ def group_vectors(labels: np.ndarray, vectors: np.ndarray,
 
 def _split_chains(group: list[int], vecs: np.ndarray, chain_min: float) -> list[list[int]]:
     """Keep the members close to the group's most central photo; the rest are regrouped among themselves."""
-    if len(group) <= 2:
-        return [group]
+    if len(group) == 2:
+        return [group] if float(vecs[0] @ vecs[1]) >= chain_min else []
+    if len(group) < 2:
+        return []
     centre = int(np.argmax(vecs @ vecs.mean(axis=0)))  # O(n): no pairwise matrix, even for a huge group
     keep = (vecs @ vecs[centre]) >= chain_min
     kept = [g for g, k in zip(group, keep.tolist(), strict=False) if k]
