@@ -3,7 +3,7 @@
 Scales like the index: each photo asks the HNSW graph for its K nearest neighbours (no all-pairs matrix). An edge
 needs the whole descriptor above `THRESHOLD` AND each block (layout, colour) above its own floor, so two different
 photos that share a layout but not colours (or the reverse) do not merge. Groups are then checked against chaining:
-a member must be close to the group's most central photo, otherwise it is split off.
+a member must itself be a duplicate of the group's most central photo, otherwise it is split off.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 K = 8  # neighbours asked per photo: more near-copies of one photo than this still join through each other
 # Calibrated by bench/duplicates.py on flowers17 (edited copies vs. the closest different photo): see the doc.
-THRESHOLD = 0.88
+THRESHOLD = 0.92
 STRUCTURE_MIN = 0.84
 COLOUR_MIN = 0.85
-CHAIN_MIN = 0.80  # every member of a group must be at least this close to the group's centre photo
+CHAIN_MIN = THRESHOLD  # for plain vectors; dup vectors: every member must pass both tests against the centre
 
 
 @dataclass(frozen=True)
@@ -96,23 +96,27 @@ def group_vectors(labels: np.ndarray, vectors: np.ndarray,
         members.setdefault(uf.find(lb), []).append(lb)
     out: list[list[int]] = []
     for group in members.values():
-        out += _split_chains(sorted(group), vectors[[row_of[g] for g in sorted(group)]], thresholds.chain)
+        out += _split_chains(sorted(group), vectors[[row_of[g] for g in sorted(group)]], thresholds)
     return sorted((g for g in out if len(g) > 1), key=lambda g: g[0])
 
 
-def _split_chains(group: list[int], vecs: np.ndarray, chain_min: float) -> list[list[int]]:
-    """Keep the members close to the group's most central photo; the rest are regrouped among themselves."""
-    if len(group) == 2:
-        return [group] if float(vecs[0] @ vecs[1]) >= chain_min else []
+def _split_chains(group: list[int], vecs: np.ndarray, thresholds: Thresholds = Thresholds()) -> list[list[int]]:
+    """Keep the members that are duplicates of the group's most central photo (both tests, like an edge); the rest
+    are regrouped among themselves. Look-alikes chained through intermediate photos fall apart here."""
     if len(group) < 2:
         return []
+    enc = DupEncoder() if vecs.shape[1] == DupEncoder.structure_dim + DupEncoder.colour_dim else None
     centre = int(np.argmax(vecs @ vecs.mean(axis=0)))  # O(n): no pairwise matrix, even for a huge group
-    keep = (vecs @ vecs[centre]) >= chain_min
+    if enc is not None:
+        keep = is_duplicate(enc, vecs[centre], vecs, thresholds)
+    else:  # plain vectors (tests): the whole-vector test only
+        keep = (vecs @ vecs[centre]) >= thresholds.chain
+    keep[centre] = True
     kept = [g for g, k in zip(group, keep.tolist(), strict=False) if k]
     rest = [i for i, k in enumerate(keep.tolist()) if not k]
-    out = [kept]
+    out = [kept] if len(kept) > 1 else []
     if len(rest) > 1:
-        out += _split_chains([group[i] for i in rest], vecs[rest], chain_min)
+        out += _split_chains([group[i] for i in rest], vecs[rest], thresholds)
     return out
 
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from imagesim.cli import main
 from imagesim.config import Settings
-from imagesim.duplicates import _split_chains, group_vectors, is_duplicate
+from imagesim.duplicates import Thresholds, _split_chains, group_vectors, is_duplicate
 from imagesim.encoders import create_encoder
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
@@ -73,10 +73,11 @@ def test_groups_come_from_knn_and_do_not_chain() -> None:
     a = np.array([1.0, 0.0], np.float32)
     c = np.array([0.0, 1.0], np.float32)
     b = (a + c) / np.linalg.norm(a + c)
-    parts = _split_chains([1, 2, 3], np.stack([a, b, c]), chain_min=0.8)
+    loose = Thresholds(chain=0.8)
+    parts = _split_chains([1, 2, 3], np.stack([a, b, c]), loose)
     assert not any({1, 3} <= set(p) for p in parts)
-    assert _split_chains([1, 2], np.stack([a, b]), chain_min=0.8) == []
-    assert _split_chains([1, 2], np.stack([a, a]), chain_min=0.8) == [[1, 2]]
+    assert _split_chains([1, 2], np.stack([a, b]), loose) == []
+    assert _split_chains([1, 2], np.stack([a, a]), loose) == [[1, 2]]
 
 
 @pytest.fixture

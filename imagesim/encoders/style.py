@@ -18,7 +18,7 @@ from scipy import ndimage
 from . import Encoder, normalize, register
 
 SIDE = 256  # photos are described at this longer side: texture statistics depend on scale
-VERSION = 1
+VERSION = 2
 
 # Block name -> what a user calls it (used in explanations). The order is the layout of the vector.
 BLOCKS: dict[str, str] = {
@@ -27,8 +27,8 @@ BLOCKS: dict[str, str] = {
     "texture": "texture and grain",
     "rendering": "rendering",
 }
-BLOCK_WEIGHTS = {"colour": 1.0, "tone": 1.0, "texture": 1.0, "rendering": 1.0}
-SQUASH = 4.0  # z-scores are squashed with SQUASH * tanh(z / SQUASH): strong looks stay strong, none explode
+BLOCK_WEIGHTS = {"colour": 1.3, "tone": 1.3, "texture": 0.7, "rendering": 1.3}  # see docs/benchmarks.md (style)
+SQUASH = 8.0  # z-scores are squashed with SQUASH * tanh(z / SQUASH): strong looks stay strong, none explode
 
 
 def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
