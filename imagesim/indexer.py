@@ -25,13 +25,12 @@ from PIL import Image
 
 from .catalog import CATALOG_NAME
 from .config import ModelSpec, Settings
-from .encoders import Encoder
+from .encoders import WEIGHT_FREE, Encoder
 from .errors import ImageError, ImagesimError
 from .images import find_images, load_image, read_bytes
 from .store import Store
 
-SAVE_EVERY_S = 120.0
-WEIGHT_FREE_SPACES = ("style", "dup")  # cheap to recompute: a new version re-embeds without asking for --rebuild  # write the graphs now and then, so a crash leaves little to catch up on at the next open
+SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
 
 
 @dataclass
@@ -80,7 +79,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
     with store.writer():
         for enc in encoders:
             store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim,
-                               rebuild=rebuild or enc.space in WEIGHT_FREE_SPACES)
+                               rebuild=rebuild or enc.space in WEIGHT_FREE)  # cheap: a new version re-embeds
             store.index(enc.space)  # load (or build) the graph before this run commits anything new
         catalog = store.catalog
         with catalog.transaction():
@@ -280,7 +279,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         recorded = store.catalog.meta(MODEL_META_KEY)
         spec = settings.model or (ModelSpec(**json.loads(recorded)) if recorded else ModelSpec())
         if encoders is None:
-            from .encoders import WEIGHT_FREE, create_encoder
+            from .encoders import create_encoder
 
             encoders = [create_encoder("clip", spec=spec, threads=settings.threads)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces

@@ -9,6 +9,7 @@ content score.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,8 +75,9 @@ def look_search(gallery: Gallery, query: Query, k: int, *, mode: str, style_weig
     return _expand(gallery, ranked[:k], k, combined, style_scores, content_scores, block_of)
 
 
-def _expand(gallery: Gallery, ranked: list[int], k: int, combined, style_scores: dict[int, float],
-            content_scores: dict[int, float], block_of: dict[int, dict[str, float]]) -> list[Match]:
+def _expand(gallery: Gallery, ranked: list[int], k: int, combined: Callable[[int], float],
+            style_scores: dict[int, float], content_scores: dict[int, float],
+            block_of: dict[int, dict[str, float]]) -> list[Match]:
     from .search import Match
 
     with gallery.store.lock:
