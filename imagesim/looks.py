@@ -101,6 +101,8 @@ def explain(blocks: dict[str, float], content_score: float | None) -> str:
     same = [BLOCKS[b] for b in BLOCKS if blocks.get(b, 0.0) >= BLOCK_SAME]
     similar = [BLOCKS[b] for b in BLOCKS if BLOCK_SIMILAR <= blocks.get(b, 0.0) < BLOCK_SAME]
     parts = []
+    if len(same) == len(BLOCKS):
+        same = ["look (palette, tone, texture, rendering)"]
     if same:
         parts.append("same " + _join(same))
     if similar:

@@ -23,8 +23,8 @@ VERSION = 2
 # Block name -> what a user calls it (used in explanations). The order is the layout of the vector.
 BLOCKS: dict[str, str] = {
     "colour": "colour palette",
-    "tone": "tone and contrast",
-    "texture": "texture and grain",
+    "tone": "tone curve",
+    "texture": "texture/grain",
     "rendering": "rendering",
 }
 BLOCK_WEIGHTS = {"colour": 1.3, "tone": 1.3, "texture": 0.7, "rendering": 1.3}  # see docs/benchmarks.md (style)
