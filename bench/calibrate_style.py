@@ -1,8 +1,10 @@
-"""Write imagesim/encoders/_style_stats.py: robust centre and scale of every raw style feature over ordinary photos.
+"""Write imagesim/encoders/style_stats.npz: how the style encoder standardises and whitens its raw features.
 
 `python -m bench.calibrate_style`. Uses the first 5 photos of each flowers17 class (the style and duplicate
 benchmarks leave them out) and the faces-small portraits, untouched: whitening learns what ordinary photos look
-like, never the benchmark's looks.
+like, never the benchmark's looks. Per feature: centre = median, scale = 1.4826 MAD (floored; histogram bins share
+one scale per block). Per block: the inverse square root of the covariance of the standardised features, shrunk
+towards the identity (SHRINK), which discounts directions along which ordinary photos already vary.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import ROOT, datasets_dir
+from bench.report import datasets_dir
 
 CALIBRATION_PER_CLASS = 5
+SHRINK = 0.2  # share of the identity in the shrunk covariance (117 photos for up to 138 features per block)
 
 
 def calibration_photos() -> list[Path]:
@@ -27,23 +30,15 @@ def calibration_photos() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from imagesim.encoders.style import BLOCKS, histogram_mask, raw_features
+    from imagesim.encoders.style import BLOCKS, STATS_FILE, BlockStats, StyleEncoder, histogram_mask, raw_features
     from imagesim.images import load_image
 
-    feats: dict[str, list[np.ndarray]] = {k: [] for k in BLOCKS}
     photos = calibration_photos()
-    for path in photos:
-        raw = raw_features(load_image(path, draft_size=256))
-        for k in BLOCKS:
-            feats[k].append(raw[k])
-    lines = ['"""Robust centre (median) and scale (1.4826 MAD, floored) of each raw style feature.', "",
-             f"Written by `python -m bench.calibrate_style` from {len(photos)} ordinary photos; do not edit by hand.",
-             '"""', "", "# ruff: noqa: E501", "CENTER = {"]
-    scales = {}
-    centers = {}
+    raws = [raw_features(load_image(path, draft_size=256)) for path in photos]
     masks = histogram_mask()
+    stats: dict[str, BlockStats] = {}
     for k in BLOCKS:
-        arr = np.stack(feats[k])
+        arr = np.stack([r[k] for r in raws]).astype(np.float64)
         med = np.median(arr, axis=0)
         mad = 1.4826 * np.median(np.abs(arr - med), axis=0)
         # a feature that barely varies among ordinary photos (e.g. clipped share) still gets a usable scale
@@ -53,18 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         if hist.any():  # histogram bins: centred on the mean, one shared scale (a rare bin must not blow up)
             center[hist] = arr[:, hist].mean(axis=0)
             scale[hist] = np.sqrt(np.mean(arr[:, hist].var(axis=0))) * np.sqrt(hist.sum()) / 2
-        centers[k], scales[k] = center, scale
-    for k in BLOCKS:
-        lines.append(f"    {k!r}: [{', '.join(f'{v:.6g}' for v in centers[k])}],")
-    lines += ["}", "SCALE = {"]
-    for k in BLOCKS:
-        lines.append(f"    {k!r}: [{', '.join(f'{v:.6g}' for v in scales[k])}],")
-    lines.append("}")
-    out = ROOT / "imagesim" / "encoders" / "_style_stats.py"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out} from {len(photos)} photos")
+        stats[k] = BlockStats(center.astype(np.float32), scale.astype(np.float32), None)
+    enc = StyleEncoder(stats)
+    z = np.stack([enc.whiten(r) for r in raws]).astype(np.float64)
+    out: dict[str, np.ndarray] = {}
+    for k, sl in enc.slices.items():
+        cov = np.cov(z[:, sl].T)
+        mean_var = np.trace(cov) / len(cov)
+        shrunk = (1 - SHRINK) * cov + SHRINK * mean_var * np.eye(len(cov))
+        ev, vecs = np.linalg.eigh(shrunk)
+        out[f"center_{k}"] = stats[k].center
+        out[f"scale_{k}"] = stats[k].scale
+        out[f"matrix_{k}"] = (vecs @ np.diag((ev / mean_var) ** -0.5) @ vecs.T).astype(np.float32)
+    np.savez_compressed(STATS_FILE, **out)
+    print(f"wrote {STATS_FILE} from {len(photos)} photos")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -27,15 +27,20 @@ def flower_photos(include_calibration: bool = True) -> list[Path]:
 
 
 def thumbnail(path: Path, side: int = THUMB_SIDE) -> Image.Image:
-    """The photo with its longer side at `side` (cached as PNG, so later runs skip the JPEG decode)."""
-    cached = CACHE / str(side) / path.parent.name / (path.stem + ".png")
+    """The photo with its longer side at `side` (cached as PNG, so later runs skip the JPEG decode).
+
+    Downscaled the way the style encoder downscales gallery photos (JPEG draft, then `style.prepare`), so the
+    benchmark's photos have the sharpness indexed photos have.
+    """
+    cached = CACHE / f"{side}-prepared" / path.parent.name / (path.stem + ".png")
     if cached.is_file():
         with Image.open(cached) as img:
             return img.convert("RGB")
+    from imagesim.encoders.style import prepare
     from imagesim.images import load_image
 
     img = load_image(path, draft_size=side)
-    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    img = Image.fromarray((prepare(img, side) * 255 + 0.5).astype("uint8"), "RGB")
     cached.parent.mkdir(parents=True, exist_ok=True)
     img.save(cached)
     return img

@@ -1,14 +1,17 @@
 """The style encoder: how a photo looks (palette, tone, texture, rendering), not what it shows. No weights.
 
-Hand-made statistics in four blocks, each whitened with robust per-feature statistics of ordinary photos
-(`_style_stats.py`), squashed so one extreme feature cannot dominate, scaled so every block carries the same weight,
-then L2-normalised. Because the blocks sit at known offsets, `block_similarities` tells which parts of the look two
+Hand-made statistics in four blocks. Each feature is standardised with robust statistics of ordinary photos and
+squashed so no single extreme feature dominates; each block is then whitened with the (shrunk) covariance of those
+photos, so what varies among ordinary photos (mostly their subjects) counts less than what a look changes. The
+statistics live in `style_stats.npz` (written by `python -m bench.calibrate_style`). The vector is L2-normalised. Because the blocks sit at known offsets, `block_similarities` tells which parts of the look two
 photos share; search uses it to explain a match.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,7 @@ from scipy import ndimage
 from . import Encoder, normalize, register
 
 SIDE = 256  # photos are described at this longer side: texture statistics depend on scale
-VERSION = 2
+VERSION = 3
 
 # Block name -> what a user calls it (used in explanations). The order is the layout of the vector.
 BLOCKS: dict[str, str] = {
@@ -27,7 +30,7 @@ BLOCKS: dict[str, str] = {
     "texture": "texture/grain",
     "rendering": "rendering",
 }
-BLOCK_WEIGHTS = {"colour": 1.3, "tone": 1.3, "texture": 0.7, "rendering": 1.3}  # see docs/benchmarks.md (style)
+BLOCK_WEIGHTS = {"colour": 1.0, "tone": 1.0, "texture": 1.0, "rendering": 1.0}
 SQUASH = 8.0  # z-scores are squashed with SQUASH * tanh(z / SQUASH): strong looks stay strong, none explode
 
 
@@ -203,10 +206,24 @@ def histogram_mask() -> dict[str, np.ndarray]:
             for k, (st, hi) in blocks.items()}
 
 
-def _load_stats() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from . import _style_stats as s
+STATS_FILE = Path(__file__).with_name("style_stats.npz")
 
-    return {k: (np.asarray(s.CENTER[k], np.float32), np.asarray(s.SCALE[k], np.float32)) for k in BLOCKS}
+
+@dataclass(frozen=True)
+class BlockStats:
+    """How one block is whitened: robust centre and scale per feature, then a shrunk inverse square root of the
+    block's covariance over ordinary photos (so correlated features, e.g. neighbouring percentiles, count once)."""
+
+    center: np.ndarray
+    scale: np.ndarray
+    matrix: np.ndarray | None  # None while calibrating
+
+
+def load_stats(path: Path = STATS_FILE) -> dict[str, BlockStats]:
+    with np.load(path) as data:
+        return {k: BlockStats(data[f"center_{k}"].astype(np.float32), data[f"scale_{k}"].astype(np.float32),
+                              data[f"matrix_{k}"].astype(np.float32) if f"matrix_{k}" in data else None)
+                for k in BLOCKS}
 
 
 def block_slices(dims: dict[str, int]) -> dict[str, slice]:
@@ -224,9 +241,9 @@ class StyleEncoder(Encoder):
     space = "style"
     input_size = None  # no say in JPEG draft decoding: the content model's choice is kept as it is
 
-    def __init__(self, **_: Any) -> None:
-        self.stats = _load_stats()
-        self.dims = {k: len(c) for k, (c, _) in self.stats.items()}
+    def __init__(self, stats: dict[str, BlockStats] | None = None, **_: Any) -> None:
+        self.stats = stats or load_stats()
+        self.dims = {k: len(b.center) for k, b in self.stats.items()}
         self.slices = block_slices(self.dims)
         self.dim = sum(self.dims.values())
 
@@ -242,10 +259,11 @@ class StyleEncoder(Encoder):
     def whiten(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         parts = []
         for name in BLOCKS:
-            center, scale = self.stats[name]
-            z = SQUASH * np.tanh((raw[name] - center) / scale / SQUASH)
+            st = self.stats[name]
+            z = SQUASH * np.tanh((raw[name] - st.center) / st.scale / SQUASH)
             # each block gets the same expected share of the vector's length, whatever its number of features
-            parts.append(z * (BLOCK_WEIGHTS[name] / np.sqrt(len(z))))
+            z = z * (BLOCK_WEIGHTS[name] / np.sqrt(len(z)))
+            parts.append(z if st.matrix is None else z @ st.matrix)
         return np.concatenate(parts).astype(np.float32)
 
     def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
