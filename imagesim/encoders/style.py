@@ -3,8 +3,9 @@
 Hand-made statistics in four blocks. Each feature is standardised with robust statistics of ordinary photos and
 squashed so no single extreme feature dominates; each block is then whitened with the (shrunk) covariance of those
 photos, so what varies among ordinary photos (mostly their subjects) counts less than what a look changes. The
-statistics live in `style_stats.npz` (written by `python -m bench.calibrate_style`). The vector is L2-normalised. Because the blocks sit at known offsets, `block_similarities` tells which parts of the look two
-photos share; search uses it to explain a match.
+statistics live in `style_stats.npz` (written by `python -m bench.calibrate_style`). The vector is L2-normalised.
+Because the blocks sit at known offsets, `block_similarities` tells which parts of the look two photos share;
+search uses it to explain a match.
 """
 
 from __future__ import annotations
