@@ -27,10 +27,10 @@ STYLE = "style"
 CONTENT = "content"
 CANDIDATES_PER_K = 4  # candidates per space = this * k (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 40
-# Explanation thresholds (cosine). Style blocks: calibrated on bench/style.py (same-look pairs have a median block
-# similarity around 0.8, different looks around 0.2). Content: CLIP image-image scores.
-BLOCK_SAME, BLOCK_SIMILAR = 0.75, 0.45
-CONTENT_SAME, CONTENT_SIMILAR = 0.92, 0.75
+# Explanation thresholds (cosine) per style block, (same, similar): measured on bench/style.py's looks, "same" sits
+# near the median of same-look pairs and above the 90th percentile of different-look pairs, "similar" between.
+BLOCK_THRESHOLDS = {"colour": (0.45, 0.25), "tone": (0.7, 0.5), "texture": (0.6, 0.35), "rendering": (0.75, 0.5)}
+CONTENT_SAME, CONTENT_SIMILAR = 0.92, 0.75  # CLIP image-image cosine: near-identical scene / same kind of thing
 
 
 def look_search(gallery: Gallery, query: Query, k: int, *, mode: str, style_weight: float) -> list[Match]:
@@ -98,8 +98,8 @@ def _clip(x: float) -> float:
 
 def explain(blocks: dict[str, float], content_score: float | None) -> str:
     """A short reason a photo matched: which parts of the look it shares, and whether it shows the same thing."""
-    same = [BLOCKS[b] for b in BLOCKS if blocks.get(b, 0.0) >= BLOCK_SAME]
-    similar = [BLOCKS[b] for b in BLOCKS if BLOCK_SIMILAR <= blocks.get(b, 0.0) < BLOCK_SAME]
+    same = [BLOCKS[b] for b in BLOCKS if blocks.get(b, 0.0) >= BLOCK_THRESHOLDS[b][0]]
+    similar = [BLOCKS[b] for b in BLOCKS if BLOCK_THRESHOLDS[b][1] <= blocks.get(b, 0.0) < BLOCK_THRESHOLDS[b][0]]
     parts = []
     if len(same) == len(BLOCKS):
         same = ["look (palette, tone, texture, rendering)"]
