@@ -22,7 +22,7 @@ from scipy import ndimage
 from . import Encoder, normalize, register
 
 SIDE = 256  # photos are described at this longer side: texture statistics depend on scale
-VERSION = 3
+VERSION = 4
 
 # Block name -> what a user calls it (used in explanations). The order is the layout of the vector.
 BLOCKS: dict[str, str] = {
@@ -166,7 +166,8 @@ def _rendering(rgb: np.ndarray, Ln: np.ndarray, gx: np.ndarray, gy: np.ndarray, 
     coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
     strong_blocks = _block_mean(strong.astype(np.float32), 8) > 0.5
     bright = (Ln > 0.9).mean()
-    hsv_s = (rgb.max(axis=2) - rgb.min(axis=2)) / (rgb.max(axis=2) + 1e-3)
+    top = rgb.max(axis=2)
+    hsv_s = (top - rgb.min(axis=2)) / (top + 1e-3)
     stroke = float(np.mean(coherence[strong_blocks])) if strong_blocks.any() else 0.0
     out = [np.log(lv + 1) for lv in levels] + [np.log(distinct + 1), top32, bright, hsv_s.mean(), hsv_s.std(),
                                                  stroke, float(np.median(coherence))]
@@ -188,8 +189,10 @@ def raw_features(img: Image.Image) -> dict[str, np.ndarray]:
     Ln = L / 100.0
     gy, gx = np.gradient(Ln) if min(Ln.shape) > 1 else (np.zeros_like(Ln), np.zeros_like(Ln))
     mag = np.hypot(gx, gy)
-    blocks = {"colour": _colour(lab, rgb), "tone": _tone(L, rgb), "texture": _texture(Ln, gx, gy, mag),
-              "rendering": _rendering(rgb, Ln, gx, gy, mag)}
+    # colour and tone statistics are as good from every other pixel in each direction, at a quarter of the cost
+    lab_s, rgb_s = lab[::2, ::2], rgb[::2, ::2]
+    blocks = {"colour": _colour(lab_s, rgb_s), "tone": _tone(lab_s[..., 0], rgb_s),
+              "texture": _texture(Ln, gx, gy, mag), "rendering": _rendering(rgb_s, Ln, gx, gy, mag)}
     return {k: np.nan_to_num(np.concatenate([np.ravel(p) for p in (*st, *hi)]).astype(np.float32))
             for k, (st, hi) in blocks.items()}
 
