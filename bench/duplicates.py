@@ -21,7 +21,10 @@ from bench.report import median, write_section
 
 SIDE = 512  # originals are used at (about) their own size
 PHASH_GROUP_MAX = 10
-SWEEP = (0.86, 0.88, 0.90, 0.92, 0.94)  # whole-descriptor thresholds shown for the grouping trade-off
+# (whole, structure, centre, colour) thresholds shown for the grouping trade-off
+SWEEP = ((0.80, 0.84, 0.80, 0.85, 1.01), (0.80, 0.84, 0.80, 0.85, 0.97), (0.80, 0.84, 0.80, 0.85, 0.95),
+         (0.80, 0.84, 0.80, 0.85, 0.93), (0.80, 0.84, 0.80, 0.80, 0.95), (0.80, 0.80, 0.80, 0.80, 1.01),
+         (0.80, 0.80, 0.85, 0.80, 0.95), (0.80, 0.84, 0.75, 0.85, 0.95), (0.84, 0.84, 0.80, 0.85, 0.95))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -205,6 +208,7 @@ def main(argv: list[str]) -> int:
     ties = (dist == best[:, None]).sum(axis=1)
     tied_ok = ((dist == best[:, None]) & (truth[None, :] == truth[src][:, None])).sum(axis=1)
     ph_hit = tied_ok / ties  # the share of tied nearest photos that are the original (or a pixel copy of it)
+    ph_flagged = dist[np.arange(len(src)), src] <= PHASH_GROUP_MAX
 
     # grouping over originals + all edited copies (our code path: HNSW k-NN + two tests + union-find)
     allv = np.concatenate([gal, q])
@@ -214,8 +218,12 @@ def main(argv: list[str]) -> int:
     source = np.concatenate([truth, truth[src]])
     groups = group_vectors(labels, allv, index.search, thresholds=Thresholds())
     ours_groups = group_stats(groups, source, len(q), len(gal))
-    sweep = {t: group_stats(group_vectors(labels, allv, index.search, thresholds=Thresholds(whole=t)), source,
-                            len(q), len(gal)) for t in SWEEP}
+    sweep = {}
+    for whole, structure, centre, colour, alone in SWEEP:
+        th = Thresholds(whole=whole, structure=structure, centre=centre, colour=colour, structure_alone=alone)
+        stats = group_stats(group_vectors(labels, allv, index.search, thresholds=th), source, len(q), len(gal))
+        stats["flagged"] = float(np.mean([is_duplicate(enc, q[i], gal[src[i]], th)[0] for i in range(len(q))]))
+        sweep[(whole, structure, centre, colour, alone)] = stats
     only_orig = [g for g in group_vectors(np.arange(len(gal), dtype=np.int64), gal, index.search) if max(g) < len(gal)]
     all_ph = np.concatenate([gal_ph, q_ph])
     dd = hamming(all_ph, all_ph)
@@ -227,9 +235,9 @@ def main(argv: list[str]) -> int:
     for name in EDITS:
         sel = kinds == name
         per_kind[name] = {"ours": float(ours_hit[sel].mean()), "ours_flagged": float(ours_flagged[sel].mean()),
-                          "phash": float(ph_hit[sel].mean())}
+                          "phash": float(ph_hit[sel].mean()), "phash_flagged": float(ph_flagged[sel].mean())}
         rows.append(f"| {name} | {ours_hit[sel].mean():.3f} | {ours_flagged[sel].mean():.3f} "
-                    f"| {ph_hit[sel].mean():.3f} |")
+                    f"| {ph_hit[sel].mean():.3f} | {ph_flagged[sel].mean():.3f} |")
     # calibration figures: how close an edit is to its original vs. how close distinct originals come
     sims = gal @ gal.T
     np.fill_diagonal(sims, -1)
@@ -245,10 +253,10 @@ each queried among the 1360 originals (longer side {SIDE} px). Recall@1: the ori
 "Flagged": the original also passes the duplicate test (both thresholds), i.e. `imagesim duplicates IMAGE` reports
 it. Baseline: `imagehash` pHash, nearest by Hamming distance (ties split evenly). Descriptor: {ms:.2f} ms per photo.
 
-| edit | dup descriptor recall@1 | flagged as duplicate | pHash recall@1 |
-|---|---|---|---|
+| edit | dup descriptor recall@1 | flagged as duplicate | pHash recall@1 | pHash flagged (Hamming <= {PHASH_GROUP_MAX}) |
+|---|---|---|---|---|
 {chr(10).join(rows)}
-| **all** | **{ours_hit.mean():.3f}** | **{ours_flagged.mean():.3f}** | **{ph_hit.mean():.3f}** |
+| **all** | **{ours_hit.mean():.3f}** | **{ours_flagged.mean():.3f}** | **{ph_hit.mean():.3f}** | **{ph_flagged.mean():.3f}** |
 
 Grouping everything ({len(allv)} photos: originals plus every edited copy; HNSW k-NN with k=8, two-test edges,
 union-find, chain check):
@@ -257,10 +265,18 @@ union-find, chain check):
 |---|---|---|---|---|
 {_group_row("dup descriptor (`imagesim duplicates`)", ours_groups)}
 {_group_row(f"pHash, Hamming <= {PHASH_GROUP_MAX}, union-find", ph_groups)}
-{chr(10).join(_group_row(f"dup descriptor, threshold {t:.2f}", g) for t, g in sweep.items())}
 
-The default threshold ({Thresholds().whole}) is the lowest of the sweep with false groups <= 1 %; a lower one
-groups more heavily cropped or rotated copies but starts to join look-alike photos (centred yellow flowers).
+Threshold sweep (whole descriptor, the floors of its blocks, and the structure similarity above which the centre
+may disagree; 1.01 = never); "flagged" is the share of edited copies whose original passes the duplicate test:
+
+| whole | structure | centre | colour | structure alone | groups | false groups | false share | grouped with original | flagged |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(f"| {w:.2f} | {s:.2f} | {c:.2f} | {co:.2f} | {a:.2f} | {g['groups']} | {g['false_groups']} "
+              f"| {g['false_share']:.2%} | {g['edited_grouped_with_original']:.3f} | {g['flagged']:.3f} |"
+              for (w, s, c, co, a), g in sweep.items())}
+
+Defaults: {Thresholds()}. Lower thresholds group more heavily cropped or
+rotated copies but start to join look-alike photos (one yellow flower in the middle of green leaves).
 
 Calibration: an edited copy's similarity to its original has median {np.median(own):.3f} (1st percentile
 {np.percentile(own, 1):.3f}); the nearest *different* original has median {np.median(nearest_other):.3f} (99th
@@ -271,7 +287,7 @@ are pixel copies of another, counted as one source). Groups among the untouched 
     write_section("duplicates", md, {"recall_at_1": {"ours": float(ours_hit.mean()), "phash": float(ph_hit.mean()),
                                                       "ours_flagged": float(ours_flagged.mean())},
                                      "per_edit": per_kind, "groups": {"ours": ours_groups, "phash": ph_groups,
-                                                "sweep": {str(t): g for t, g in sweep.items()}},
+                                                "sweep": {"/".join(map(str, t)): g for t, g in sweep.items()}},
                                      "original_false_groups": names,
                                      "descriptor_ms_median": ms, "seconds": time.perf_counter() - t0,
                                      "quick": args.quick})

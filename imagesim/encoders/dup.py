@@ -1,10 +1,11 @@
 """The near-duplicate descriptor: a photo's coarse layout, robust to resizing, recompression, small crops and
 rotations, brightness changes and overlaid text. No weights.
 
-Two blocks: `structure` (low-frequency DCT of the histogram-equalised grey image, a real-valued pHash: equalising
-makes it blind to brightness, contrast and gamma) and `colour` (a 4x4 grid of mean Lab chroma). The index searches
-the whole vector; a duplicate edge must also pass each block's own threshold (`duplicates.py`), a second test that
-keeps unrelated photos with a similar layout apart.
+Three blocks: `structure` (low-frequency DCT of the histogram-equalised grey image, a real-valued pHash: equalising
+makes it blind to brightness, contrast and gamma), `centre` (the same for the central half of the photo at twice the
+detail: small rotations and crops barely move the centre, and it tells apart look-alike photos with the same
+overall layout, e.g. one flower in the middle) and `colour` (a 4x4 grid of brightness-normalised chroma). The index
+searches the whole vector; a duplicate edge must also pass each block's own threshold (`duplicates.py`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from . import Encoder, register
 GRID = 32  # the grey image is described at GRID x GRID (aspect ignored, so resizing changes nothing)
 LOW = 8  # DCT coefficients kept per axis (DC dropped): detail finer than this moves under crops and rotations
 COLOUR_GRID = 4
-STRUCTURE_WEIGHT = 0.9  # share of the vector's length: layout decides, colour breaks ties
-VERSION = 1
+CENTRE = 0.5  # the centre block describes this share of each side
+# Shares of the vector's length (squares sum to 1): layout decides, the centre refines, colour breaks ties.
+WEIGHTS = {"structure": 0.7, "centre": 0.6, "colour": float(np.sqrt(1 - 0.7 ** 2 - 0.6 ** 2))}
+VERSION = 2
 
 
-def _structure(img: Image.Image) -> np.ndarray:
-    grey = np.asarray(img.convert("L").resize((GRID, GRID), Image.Resampling.BOX), dtype=np.float32)
+def _structure(img: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    grey = np.asarray(img.convert("L").resize((GRID, GRID), Image.Resampling.BOX, box=box), dtype=np.float32)
     # rank transform (histogram equalisation): any monotone tone change leaves the ranks as they were
     ranks = np.empty(grey.size, np.float32)
     order = np.argsort(grey.ravel(), kind="stable")
@@ -58,35 +61,40 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 @register("dup")
 class DupEncoder(Encoder):
-    """A weight-free near-duplicate descriptor: [structure * w, colour * sqrt(1 - w^2)], unit length."""
+    """A weight-free near-duplicate descriptor: weighted unit blocks (structure, centre, colour), unit length."""
 
     space = "dup"
     input_size = None  # no say in JPEG draft decoding
-    structure_dim = LOW * LOW - 1
-    colour_dim = 2 * COLOUR_GRID * COLOUR_GRID + 1
+    dims = {"structure": LOW * LOW - 1, "centre": LOW * LOW - 1, "colour": 2 * COLOUR_GRID * COLOUR_GRID + 1}
+    dim = sum(dims.values())
 
     def __init__(self, **_: Any) -> None:
-        self.dim = self.structure_dim + self.colour_dim
+        start = 0
+        self.slices: dict[str, slice] = {}
+        for name, n in self.dims.items():
+            self.slices[name] = slice(start, start + n)
+            start += n
 
     def describe(self) -> dict[str, Any]:
         return {"encoder": "dup", "version": VERSION, "grid": GRID, "low": LOW, "dim": self.dim}
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
-        wc = float(np.sqrt(1 - STRUCTURE_WEIGHT ** 2))
         for i, img in enumerate(images):
             img = img if img.mode == "RGB" else img.convert("RGB")
-            if max(img.size) > 4 * GRID * 2:
+            if min(img.size) > 8 * GRID:
                 img = img.reduce(max(1, min(img.size) // (4 * GRID)))  # cheap pre-shrink; BOX does the rest
-            out[i, :self.structure_dim] = STRUCTURE_WEIGHT * _structure(img)
-            out[i, self.structure_dim:] = wc * _colour(img)
+            w, h = img.size
+            mx, my = w * (1 - CENTRE) / 2, h * (1 - CENTRE) / 2
+            out[i, self.slices["structure"]] = WEIGHTS["structure"] * _structure(img)
+            out[i, self.slices["centre"]] = WEIGHTS["centre"] * _structure(img, (mx, my, w - mx, h - my))
+            out[i, self.slices["colour"]] = WEIGHTS["colour"] * _colour(img)
         return out
 
-    def block_similarities(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(structure, colour) cosine similarities of rows of `b` against vector `a`."""
+    def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+        """Cosine similarity per block ("structure", "centre", "colour") of rows of `b` against vector `a`."""
         b = np.atleast_2d(b)
-        s = self.structure_dim
-        return _cos(a[:s], b[:, :s]), _cos(a[s:], b[:, s:])
+        return {name: _cos(a[sl], b[:, sl]) for name, sl in self.slices.items()}
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
