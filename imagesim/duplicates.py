@@ -3,7 +3,8 @@
 Scales like the index: each photo asks the HNSW graph for its K nearest neighbours (no all-pairs matrix). An edge
 needs the whole descriptor above `THRESHOLD` AND each block (layout, centre detail, colour) above its own floor, so
 two different photos that share a layout but not the detail in the middle or the colours do not merge. Groups are
-then checked against chaining: a member must itself be a duplicate of the group's most central photo, otherwise it is split off.
+then checked against chaining: a member must itself be a duplicate of the group's most central photo, otherwise
+it is split off.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from . import Encoder, register
 GRID = 32  # the grey image is described at GRID x GRID (aspect ignored, so resizing changes nothing)
 LOW = 8  # DCT coefficients kept per axis (DC dropped): detail finer than this moves under crops and rotations
 COLOUR_GRID = 4
+COLOUR_TRIM = 3  # cells left out of the colour test (the worst-matching ones)
 CENTRE = 0.5  # the centre block describes this share of each side
 # Shares of the vector's length (squares sum to 1): layout decides, the centre refines, colour breaks ties.
 WEIGHTS = {"structure": 0.7, "centre": 0.6, "colour": float(np.sqrt(1 - 0.7 ** 2 - 0.6 ** 2))}
@@ -94,7 +95,23 @@ class DupEncoder(Encoder):
     def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         """Cosine similarity per block ("structure", "centre", "colour") of rows of `b` against vector `a`."""
         b = np.atleast_2d(b)
-        return {name: _cos(a[sl], b[:, sl]) for name, sl in self.slices.items()}
+        out = {name: _cos(a[sl], b[:, sl]) for name, sl in self.slices.items()}
+        out["colour"] = self._trimmed_colour(a, b)
+        return out
+
+    def _trimmed_colour(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Colour similarity over the cells that agree best: a caption or logo may cover a few of the 16 cells."""
+        sl = self.slices["colour"]
+        cells = COLOUR_GRID * COLOUR_GRID
+        ca, cb = a[sl][:-1].reshape(2, cells), b[:, sl][:, :-1].reshape(len(b), 2, cells)
+        diff = ((cb - ca) ** 2).sum(axis=1)  # (n, cells)
+        keep = np.argsort(diff, axis=1)[:, :cells - COLOUR_TRIM]
+        va = np.take_along_axis(np.broadcast_to(ca, cb.shape), keep[:, None, :], axis=2).reshape(len(b), -1)
+        vb = np.take_along_axis(cb, keep[:, None, :], axis=2).reshape(len(b), -1)
+        tail_a, tail_b = a[sl][-1], b[:, sl][:, -1]
+        num = (va * vb).sum(axis=1) + tail_a * tail_b
+        den = np.sqrt(((va ** 2).sum(axis=1) + tail_a ** 2) * ((vb ** 2).sum(axis=1) + tail_b ** 2))
+        return num / np.maximum(den, 1e-12)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
