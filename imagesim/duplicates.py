@@ -48,10 +48,15 @@ class Thresholds:
 
 def is_duplicate(enc: DupEncoder, query: np.ndarray, others: np.ndarray,
                  t: Thresholds = Thresholds()) -> np.ndarray:
-    """Boolean per row of `others`: is it a near-duplicate of `query` (both tests pass)?"""
+    """Boolean per row of `others`: is it a near-duplicate of `query` (every test passes)?"""
     others = np.atleast_2d(others)
-    whole = others @ query
-    blocks = enc.block_similarities(query, others)
+    return pairs_are_duplicates(enc, np.broadcast_to(query, others.shape), others, t)
+
+
+def pairs_are_duplicates(enc: DupEncoder, a: np.ndarray, b: np.ndarray, t: Thresholds = Thresholds()) -> np.ndarray:
+    """Boolean per row pair (a[i], b[i]): the whole descriptor and each block pass their thresholds."""
+    whole = (a * b).sum(axis=1)
+    blocks = enc.pair_similarities(a, b)
     # the centre may be covered (a caption across the middle, clipped highlights) when the whole layout agrees closely
     centre_ok = (blocks["centre"] >= t.centre) | (blocks["structure"] >= t.structure_alone)
     return (whole >= t.whole) & (blocks["structure"] >= t.structure) & centre_ok & (blocks["colour"] >= t.colour)
@@ -89,16 +94,17 @@ def group_vectors(labels: np.ndarray, vectors: np.ndarray,
     for start in range(0, len(labels), batch):
         q = vectors[start:start + batch]
         nn_labels, nn_scores = knn(q, k + 1)
-        for qi in range(len(q)):
-            me = int(labels[start + qi])
-            cands = [int(lb) for lb, s in zip(nn_labels[qi], nn_scores[qi], strict=False)
-                     if int(lb) != me and s >= thresholds.whole and int(lb) in row_of]
-            if not cands:
-                continue
-            ok = is_duplicate(enc, q[qi], vectors[[row_of[c] for c in cands]], thresholds)
-            for c, good in zip(cands, ok.tolist(), strict=False):
-                if good:
-                    uf.union(me, c)
+        # candidate pairs (query row, neighbour label) above the whole-descriptor threshold, tested together
+        qi, col = np.nonzero((nn_scores >= thresholds.whole) & (nn_labels != labels[start:start + len(q), None]))
+        pairs = [(int(labels[start + i]), int(nn_labels[i, c])) for i, c in zip(qi.tolist(), col.tolist(), strict=True)
+                 if int(nn_labels[i, c]) in row_of]
+        if not pairs:
+            continue
+        a = vectors[[row_of[p] for p, _ in pairs]]
+        b = vectors[[row_of[c] for _, c in pairs]]
+        for (me, other), good in zip(pairs, pairs_are_duplicates(enc, a, b, thresholds).tolist(), strict=True):
+            if good:
+                uf.union(me, other)
     members: dict[int, list[int]] = {}
     for lb in list(uf.parent):
         members.setdefault(uf.find(lb), []).append(lb)

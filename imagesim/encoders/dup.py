@@ -93,27 +93,31 @@ class DupEncoder(Encoder):
         return out
 
     def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-        """Cosine similarity per block ("structure", "centre", "colour") of rows of `b` against vector `a`."""
+        """Similarity per block ("structure", "centre", "colour") of rows of `b` against vector `a`."""
         b = np.atleast_2d(b)
-        out = {name: _cos(a[sl], b[:, sl]) for name, sl in self.slices.items()}
+        return self.pair_similarities(np.broadcast_to(a, b.shape), b)
+
+    def pair_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+        """Similarity per block of row i of `a` with row i of `b` (cosine; colour over its best-matching cells)."""
+        out = {name: _rowcos(a[:, sl], b[:, sl]) for name, sl in self.slices.items() if name != "colour"}
         out["colour"] = self._trimmed_colour(a, b)
         return out
 
     def _trimmed_colour(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Colour similarity over the cells that agree best: a caption or logo may cover a few of the 16 cells."""
         sl = self.slices["colour"]
-        cells = COLOUR_GRID * COLOUR_GRID
-        ca, cb = a[sl][:-1].reshape(2, cells), b[:, sl][:, :-1].reshape(len(b), 2, cells)
+        n, cells = len(b), COLOUR_GRID * COLOUR_GRID
+        ca, cb = a[:, sl][:, :-1].reshape(n, 2, cells), b[:, sl][:, :-1].reshape(n, 2, cells)
         diff = ((cb - ca) ** 2).sum(axis=1)  # (n, cells)
         keep = np.argsort(diff, axis=1)[:, :cells - COLOUR_TRIM]
-        va = np.take_along_axis(np.broadcast_to(ca, cb.shape), keep[:, None, :], axis=2).reshape(len(b), -1)
-        vb = np.take_along_axis(cb, keep[:, None, :], axis=2).reshape(len(b), -1)
-        tail_a, tail_b = a[sl][-1], b[:, sl][:, -1]
+        va = np.take_along_axis(ca, keep[:, None, :], axis=2).reshape(n, -1)
+        vb = np.take_along_axis(cb, keep[:, None, :], axis=2).reshape(n, -1)
+        tail_a, tail_b = a[:, sl][:, -1], b[:, sl][:, -1]
         num = (va * vb).sum(axis=1) + tail_a * tail_b
         den = np.sqrt(((va ** 2).sum(axis=1) + tail_a ** 2) * ((vb ** 2).sum(axis=1) + tail_b ** 2))
         return num / np.maximum(den, 1e-12)
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    den = np.linalg.norm(a) * np.linalg.norm(b, axis=1)
-    return (b @ a) / np.maximum(den, 1e-12)
+def _rowcos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(den, 1e-12)
