@@ -316,7 +316,8 @@ are pixel copies of another, counted as one source). Groups among the untouched 
                                      "per_edit": per_kind, "groups": {"ours": ours_groups, "phash": ph_groups,
                                                 "sweep": {"/".join(map(str, t)): g for t, g in sweep.items()}},
                                      "original_false_groups": names,
-                                     "descriptor_ms_median": ms, "group_ms_per_photo": 1000 * group_s / len(allv), "seconds": time.perf_counter() - t0,
+                                     "descriptor_ms_median": ms, "group_ms_per_photo": 1000 * group_s / len(allv),
+                                     "seconds": time.perf_counter() - t0,
                                      "quick": args.quick})
     print(md)
     return 0
