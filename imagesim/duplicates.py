@@ -180,7 +180,7 @@ def find_in_gallery(gallery: Gallery, query: Query, k: int = 2 * K) -> list[Matc
         own_path = os.path.realpath(query)
         vec = gallery._stored_vector(Path(query), DUP)
     if vec is None:
-        img = query if isinstance(query, Image.Image) else load_image(query)
+        img = query if isinstance(query, Image.Image) else load_image(query, draft_size=256)  # like indexing
         vec = enc.embed_images([img])[0]
     labels, scores = gallery.store.search(DUP, vec[None, :], k)
     if not len(labels[0]):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from .encoders.style import BLOCKS, StyleEncoder
+from .encoders.style import BLOCKS, SIDE, StyleEncoder
 from .errors import ImagesimError, ModelError
 from .images import load_image
 
@@ -45,7 +45,7 @@ def look_search(gallery: Gallery, query: Query, k: int, *, mode: str, style_weig
     k = max(0, int(k))
     gallery.store.refresh()
     enc = StyleEncoder()
-    style_q, content_q = _query_vectors(gallery, query, enc, need_content=weight < 1.0 or mode == "style")
+    style_q, content_q = _query_vectors(gallery, query, enc, need_content=True)
     if content_q is None and weight < 1.0:
         raise ImagesimError("blend search needs the content model; its weights are not available here")
     n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k)
@@ -121,18 +121,21 @@ def _join(words: list[str]) -> str:
 
 def _query_vectors(gallery: Gallery, query: Query, enc: StyleEncoder,
                    need_content: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """(style, content) vectors of the query: stored ones for an unchanged gallery file, else computed once."""
-    style = content = None
-    img: Image.Image | None = query if isinstance(query, Image.Image) else None
+    """(style, content) vectors of the query: stored ones for an unchanged gallery file, else computed.
+
+    The content vector comes from `Gallery.vector`, exactly as a content search computes it, so blend at weight 0
+    ranks like content search.
+    """
+    style = None
     if isinstance(query, (str, os.PathLike)):
         style = gallery._stored_vector(Path(query), STYLE)
-        content = gallery._stored_vector(Path(query), CONTENT) if need_content else None
     if style is None:
-        img = img or load_image(query)  # type: ignore[arg-type]
+        img = query if isinstance(query, Image.Image) else load_image(query, draft_size=SIDE)
         style = enc.embed_images([img])[0]
-    if need_content and content is None and gallery.has_space(CONTENT):
+    content = None
+    if need_content and gallery.has_space(CONTENT):
         try:
-            content = gallery.vector(img if img is not None else query)
+            content = gallery.vector(query)
         except ModelError:
             content = None  # no content model here (e.g. offline): style search still works, without subject
     return style, content

@@ -128,3 +128,21 @@ def test_cli_duplicates_json(dup_gallery, capsys: pytest.CaptureFixture[str]) ->
     assert str(folder / "p0.jpg") in {r["path"] for r in results}
     assert main(["duplicates", "--db", str(folder / "nowhere")]) == 1
     assert "imagesim: error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_edited_flowers_find_their_original(datasets: Path) -> None:
+    from bench.duplicates import EDITS as BENCH_EDITS
+    from bench.flowers import flower_photos, thumbnail
+
+    paths = flower_photos()[::17]  # 80 photos across the classes
+    originals = [thumbnail(p, 512) for p in paths]
+    enc = create_encoder("dup")
+    gallery = enc.embed_images(originals)
+    hits = flagged = total = 0
+    for i, img in enumerate(originals[:20]):
+        edited = enc.embed_images([fn(img) for fn in BENCH_EDITS.values()])
+        hits += int((np.argmax(edited @ gallery.T, axis=1) == i).sum())
+        flagged += int(sum(is_duplicate(enc, e, gallery[i])[0] for e in edited))
+        total += len(edited)
+    assert hits / total >= 0.98 and flagged / total >= 0.85, (hits / total, flagged / total)

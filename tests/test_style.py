@@ -187,3 +187,15 @@ def test_cli_style_and_blend_json(styled_gallery, tiny_spec, capsys: pytest.Capt
     assert "(" in capsys.readouterr().out  # the explanation follows each path
     assert main(["search", "--text", "a flower", "--db", str(db), "--mode", "style", *weights]) == 1
     assert "content only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_style_search_beats_a_colour_histogram_on_real_photos(datasets: Path) -> None:
+    from bench.style import build_set, colour_histogram, precision_at
+
+    images, looks, sources = build_set(per_look=8)
+    vecs = StyleEncoder().embed_images(images)
+    hist = np.stack([colour_histogram(img) for img in images])
+    ours = precision_at(vecs, np.asarray(looks), np.asarray(sources), k=5).mean()
+    baseline = precision_at(hist, np.asarray(looks), np.asarray(sources), k=5).mean()
+    assert ours >= 0.8 and ours > baseline + 0.05, (ours, baseline)
