@@ -10,6 +10,7 @@ search uses it to explain a match.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,7 +253,11 @@ class StyleEncoder(Encoder):
         self.dim = sum(self.dims.values())
 
     def describe(self) -> dict[str, Any]:
-        return {"encoder": "style", "version": VERSION, "side": SIDE, "dim": self.dim}
+        # the whitening statistics are part of what makes the vectors: recalibrating re-embeds
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(getattr(b, f)).tobytes()
+                                         for b in self.stats.values() for f in ("center", "scale", "matrix")
+                                         if getattr(b, f) is not None)).hexdigest()[:16]
+        return {"encoder": "style", "version": VERSION, "side": SIDE, "dim": self.dim, "stats": digest}
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
