@@ -189,6 +189,18 @@ def main(argv: list[str]) -> int:
     hist_vecs = np.stack([colour_histogram(img) for img in images])
     p_style = precision_at(style_vecs, looks, sources)
     p_hist = precision_at(hist_vecs, looks, sources)
+    # ablations: the same features without the per-block covariance whitening, and one block at a time
+    from dataclasses import replace
+
+    from imagesim.encoders import normalize
+    from imagesim.encoders.style import raw_features
+
+    raws = [raw_features(img) for img in images]
+    plain = StyleEncoder({k: replace(b, matrix=None) for k, b in enc.stats.items()})
+    ablations = {"per-feature standardisation only (no block whitening)":
+                 precision_at(normalize(np.stack([plain.whiten(r) for r in raws])), looks, sources).mean()}
+    for block, sl in enc.slices.items():
+        ablations[f"{block} block alone"] = precision_at(normalize(style_vecs[:, sl]), looks, sources).mean()
     names = list(LOOKS)
     rows = []
     per_look_data = {}
@@ -208,9 +220,18 @@ histogram (8x8x8 bins, Hellinger, cosine). Style encoding: {ms:.1f} ms per 256 p
 |---|---|---|
 {chr(10).join(rows)}
 | **mean** | **{p_style.mean():.3f}** | **{p_hist.mean():.3f}** |
+
+Ablations (mean P@10; the whitening statistics come from 117 untouched photos that the benchmark leaves out, see
+`bench/calibrate_style.py`):
+
+| variant | P@10 |
+|---|---|
+| style encoder as shipped | {p_style.mean():.3f} |
+{chr(10).join(f"| {name} | {value:.3f} |" for name, value in ablations.items())}
 """
     write_section("style", md, {"precision_at_10": {"style": float(p_style.mean()), "histogram": float(p_hist.mean())},
                                 "per_look": per_look_data, "images": len(images), "encode_ms_median": ms,
+                                "ablations": {k: float(v) for k, v in ablations.items()},
                                 "quick": args.quick})
     print(md)
     return 0
