@@ -221,6 +221,10 @@ histogram (8x8x8 bins, Hellinger, cosine). Style encoding: {ms:.1f} ms per 256 p
 {chr(10).join(rows)}
 | **mean** | **{p_style.mean():.3f}** | **{p_hist.mean():.3f}** |
 
+Looks below 0.8: {', '.join(n for n, d in per_look_data.items() if d['style'] < 0.8) or 'none'} (teal-orange is a mild
+split-tone grade laid over each flower's own colours; its nearest wrong looks are film grain and painterly, which also
+keep the subject's colours).
+
 Ablations (mean P@10; the whitening statistics come from 117 untouched photos that the benchmark leaves out, see
 `bench/calibrate_style.py`):
 
