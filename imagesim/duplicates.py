@@ -30,7 +30,7 @@ K = 8  # neighbours asked per photo: more near-copies of one photo than this sti
 # grouped with their original while false groups stay under 1 %.
 THRESHOLD = 0.80
 STRUCTURE_MIN = 0.84
-CENTRE_MIN = 0.80
+CENTRE_MIN = 0.94
 COLOUR_MIN = 0.85
 STRUCTURE_ALONE = 0.95
 CHAIN_MIN = 0.9  # plain vectors only; dup vectors: every member must pass every test against the group's centre
