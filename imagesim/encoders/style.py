@@ -10,6 +10,7 @@ search uses it to explain a match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,6 +225,7 @@ class BlockStats:
     matrix: np.ndarray | None  # None while calibrating
 
 
+@functools.lru_cache(maxsize=4)
 def load_stats(path: Path = STATS_FILE) -> dict[str, BlockStats]:
     with np.load(path) as data:
         return {k: BlockStats(data[f"center_{k}"].astype(np.float32), data[f"scale_{k}"].astype(np.float32),
@@ -275,8 +277,9 @@ class StyleEncoder(Encoder):
             parts.append(z if st.matrix is None else z @ st.matrix)
         return np.concatenate(parts).astype(np.float32)
 
-    def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-        """Cosine similarity of each block between two style vectors (rows of b against vector a)."""
+    def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+        """Cosine similarity of each block between style vector `a` and `b`: a float per block for one vector `b`,
+        an array per block for a matrix `b` (one value per row)."""
         b2 = np.atleast_2d(b)
         out = {}
         for name, sl in self.slices.items():
