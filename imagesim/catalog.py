@@ -117,8 +117,8 @@ class Catalog:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                          (key, value))
+        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
     def roots(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT path FROM roots ORDER BY path")]
@@ -155,7 +155,8 @@ class Catalog:
         self.conn.execute(
             "INSERT INTO files(path, size, mtime_ns, content_id, status, error, indexed_at) VALUES(?,?,?,?,?,?,?) "
             "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-            "content_id=excluded.content_id, status=excluded.status, error=excluded.error, indexed_at=excluded.indexed_at",
+            "content_id=excluded.content_id, status=excluded.status, error=excluded.error, "
+            "indexed_at=excluded.indexed_at",
             (path, size, mtime_ns, content_id, "failed" if error else "ok", error, time.time()))
 
     def delete_files(self, paths: Iterable[str]) -> None:
@@ -188,7 +189,8 @@ class Catalog:
         return out
 
     def failed_files(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.conn.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")]
+        rows = self.conn.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")
+        return [(r[0], r[1]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         one = self.conn.execute
@@ -201,7 +203,8 @@ class Catalog:
     # ---- spaces and vectors --------------------------------------------------------------------------------------
 
     def space(self, name: str) -> SpaceInfo | None:
-        row = self.conn.execute("SELECT name, fingerprint, description, dim FROM spaces WHERE name=?", (name,)).fetchone()
+        row = self.conn.execute("SELECT name, fingerprint, description, dim FROM spaces WHERE name=?",
+                                (name,)).fetchone()
         return SpaceInfo(row[0], row[1], json.loads(row[2]), int(row[3])) if row else None
 
     def spaces(self) -> list[SpaceInfo]:
@@ -221,7 +224,8 @@ class Catalog:
     def contents_missing(self, space: str) -> list[int]:
         """Contents that have a file but no vector in `space` (e.g. after a model change)."""
         return [int(r[0]) for r in self.conn.execute(
-            "SELECT id FROM contents c WHERE NOT EXISTS (SELECT 1 FROM vectors v WHERE v.space=? AND v.content_id=c.id)",
+            "SELECT id FROM contents c WHERE NOT EXISTS "
+            "(SELECT 1 FROM vectors v WHERE v.space=? AND v.content_id=c.id)",
             (space,))]
 
     def has_vector(self, space: str, content_id: int) -> bool:
@@ -232,7 +236,8 @@ class Catalog:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.conn.executemany(
             "INSERT OR REPLACE INTO vectors(space, label, content_id, vector) VALUES(?,?,?,?)",
-            [(space, int(lb), int(cid), vec.tobytes()) for lb, cid, vec in zip(labels, content_ids, vectors, strict=False)])
+            [(space, int(lb), int(cid), vec.tobytes())
+             for lb, cid, vec in zip(labels, content_ids, vectors, strict=True)])
 
     def labels(self, space: str) -> np.ndarray:
         rows = self.conn.execute("SELECT label FROM vectors WHERE space=?", (space,)).fetchall()
@@ -241,7 +246,8 @@ class Catalog:
     def vectors(self, space: str, labels: Iterable[int] | None = None, dim: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(labels, float32 vectors) for the given labels, or for the whole space."""
         if labels is None:
-            rows = self.conn.execute("SELECT label, vector FROM vectors WHERE space=? ORDER BY label", (space,)).fetchall()
+            rows = self.conn.execute("SELECT label, vector FROM vectors WHERE space=? ORDER BY label",
+                                     (space,)).fetchall()
         else:
             rows = []
             for chunk in _chunks([int(x) for x in labels], 500):

@@ -89,8 +89,8 @@ class Gallery:
         info = self.store.catalog.space(encoder.space)
         if info is not None and info.fingerprint != encoder.fingerprint():
             was = info.description.get("model")
-            raise ModelMismatch(f"{self.store.folder} was indexed with {was}; search with the same --model/--pretrained/"
-                                f"--weights, or re-index with --rebuild")
+            raise ModelMismatch(f"{self.store.folder} was indexed with {was}; search with the same "
+                                f"--model/--pretrained/--weights, or re-index with --rebuild")
 
     # ---- queries -------------------------------------------------------------------------------------------------
 

@@ -58,7 +58,8 @@ class Store:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StoreError(f"another imagesim process is writing to {self.folder}; wait for it to finish") from None
+                raise StoreError(f"another imagesim process is writing to {self.folder}; wait for it to finish"
+                                 ) from None
             yield
         finally:
             os.close(fd)

@@ -56,7 +56,7 @@ class ClipEncoder(Encoder):
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=checkpoint, device="cpu", **kwargs
                 )
-        except (RuntimeError, KeyError, ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a user's file can fail torch.load/load_state_dict in many ways
             raise ModelError(f"cannot load {self.spec.describe()}: {_first_line(exc)}") from None
         model.eval()
         self.model = model
@@ -122,10 +122,16 @@ def _register_config(name: str) -> tuple[str, str | None]:
     sha = hashlib.sha256(canonical.encode()).hexdigest()
     registered = f"imagesim-{sha[:12]}"
     if registered not in open_clip.list_models():
-        folder = Path(tempfile.mkdtemp(prefix="imagesim-cfg-"))
-        (folder / f"{registered}.json").write_text(canonical)
-        open_clip.add_model_config(folder / f"{registered}.json")
+        global _CONFIG_DIR
+        if _CONFIG_DIR is None:  # one folder per process, removed when the process exits
+            _CONFIG_DIR = tempfile.TemporaryDirectory(prefix="imagesim-cfg-")
+        path = Path(_CONFIG_DIR.name) / f"{registered}.json"
+        path.write_text(canonical)
+        open_clip.add_model_config(path)
     return registered, sha
+
+
+_CONFIG_DIR: tempfile.TemporaryDirectory[str] | None = None
 
 
 def _preprocess_kwargs(tag_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,380 @@
+"""Reliability figures for docs/reliability.md: `python -m bench reliability [--quick]`.
+
+- crash: kill -9 the indexer at random moments, inside a catalog commit and inside an index save; after each kill,
+  reopen, check catalog and graph agree and nothing committed is lost, then finish the job.
+- store: damage saved graphs (truncate, flip bits, crafted headers and neighbour lists, damaged catalog) and open
+  them in a child process: every damage must be refused with a message, none may crash the process.
+- hostile: odd and hostile files through the decoder, each in a child process: verdict, time and peak memory.
+- fuzz: atheris on the decode path (`bench/fuzz_decode.py`), >= 100k inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import ROOT, write_section
+
+TINY = ROOT / "tests" / "data" / "tiny_clip.json"
+DOC = ROOT / "docs" / "reliability.md"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "IMAGESIM_THREADS": "1"}
+
+# The child indexer: announces itself, then marks the two moments a test wants to kill it in.
+_CHILD = """
+import contextlib, os, sys, time
+mode = os.environ["IMAGESIM_CRASH_MODE"]
+if mode == "commit":
+    from imagesim import catalog
+    real = catalog.Catalog.transaction
+    @contextlib.contextmanager
+    def marked(self):
+        with real(self) as conn:
+            yield conn
+            print("IN-COMMIT", flush=True)   # statements done, COMMIT not yet sent
+            time.sleep(0.05)
+    catalog.Catalog.transaction = marked
+if mode == "save":
+    real_replace = os.replace
+    def marked_replace(a, b):
+        print("IN-SAVE", flush=True)          # temp file written and fsynced, not yet renamed
+        time.sleep(0.2)
+        real_replace(a, b)
+    os.replace = marked_replace
+from imagesim.cli import main
+print("STARTED", flush=True)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _committed(db: Path) -> dict[str, int]:
+    path = db / "catalog.sqlite"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        return dict(conn.execute("SELECT path, content_id FROM files WHERE status='ok'").fetchall())
+
+
+def _consistent(db: Path) -> list[str]:
+    """Open the database as a searcher would and list what disagrees."""
+    from imagesim.search import Gallery
+
+    problems = []
+    with Gallery.open(db) as g:
+        cat = g.store.catalog
+        if cat.space("content") is None:
+            return problems
+        labels = set(cat.labels("content").tolist())
+        live = g.store.index("content").live
+        if labels != live:
+            problems.append(f"graph has {len(live)} live items, catalog {len(labels)}")
+        contents = {r[0] for r in cat.conn.execute("SELECT id FROM contents")}
+        if contents - labels:
+            problems.append(f"{len(contents - labels)} contents without a vector")
+        linked = {r[0] for r in cat.conn.execute("SELECT content_id FROM files WHERE status='ok'")}
+        if linked - contents:
+            problems.append(f"{len(linked - contents)} files point at missing contents")
+    return problems
+
+
+def crash_trials(trials: int, photos: int, seed: int = 0) -> dict:
+    """Kill the indexer `trials` times at random moments while the gallery changes; report what went wrong."""
+    import torch
+
+    from imagesim.config import ModelSpec, Settings
+    from imagesim.encoders import create_encoder
+    from imagesim.indexer import run_index
+    from tests.photos import write_photo
+
+    rng = random.Random(seed)
+    tmp = Path(tempfile.mkdtemp(prefix="imagesim-crash-"))
+    pics, db = tmp / "pics", tmp / "db"
+    torch.manual_seed(0)
+    enc = create_encoder("clip", spec=ModelSpec(str(TINY), None), threads=1)
+    weights = tmp / "tiny.pt"
+    torch.save(enc.model.state_dict(), weights)
+    spec = ModelSpec(str(TINY), None, str(weights))
+    enc = create_encoder("clip", spec=spec, threads=1)
+    next_seed = 0
+    for _ in range(photos):
+        write_photo(pics / f"p{next_seed:05d}.jpg", next_seed)
+        next_seed += 1
+    cmd = [sys.executable, "-c", _CHILD, "index", str(pics), "--db", str(db), "--model", str(TINY),
+           "--weights", str(weights), "--batch-size", "8", "--json"]
+    out = {"trials": 0, "inconsistencies": 0, "lost": 0, "resume_failures": 0, "by_moment": {}, "notes": []}
+    for trial in range(trials):
+        # Change the gallery: delete, move, add a share of the photos, so every kind of work is in flight.
+        files = sorted(pics.rglob("*.jpg"))
+        for p in rng.sample(files, k=min(len(files) // 10, len(files))):
+            p.unlink()
+        for p in rng.sample(sorted(pics.rglob("*.jpg")), k=len(files) // 20):
+            dest = pics / f"moved{trial}" / p.name
+            dest.parent.mkdir(exist_ok=True)
+            p.rename(dest)
+        for _ in range(photos // 3):
+            write_photo(pics / f"p{next_seed:05d}.jpg", next_seed)
+            next_seed += 1
+        on_disk = {str(p) for p in pics.rglob("*.jpg")}
+        before = {p for p in _committed(db) if p in on_disk}  # committed earlier and still there
+        moment = ("random", "commit", "save")[trial % 3]
+        proc = subprocess.Popen(cmd, env={**ENV, "IMAGESIM_CRASH_MODE": moment}, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # STARTED: imports done
+        if moment == "random":
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:
+            wanted, seen = (rng.randint(1, 8) if moment == "commit" else 1), 0
+            for line in proc.stdout:
+                seen += line.startswith("IN-")
+                if seen >= wanted:
+                    break
+        killed_running = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        out["trials"] += 1
+        label = moment if killed_running else f"{moment} (finished before the kill)"
+        out["by_moment"][label] = out["by_moment"].get(label, 0) + 1
+        after = _committed(db)
+        lost = before - set(after)
+        problems = _consistent(db)
+        out["lost"] += len(lost)
+        out["inconsistencies"] += bool(problems)
+        if problems or lost:
+            out["notes"].append(f"trial {trial} ({moment}): lost {len(lost)}; {problems}")
+        report = run_index(Settings.for_db(db, model=spec), [pics], encoders=[enc], progress=False)
+        final = _committed(db)
+        if set(final) != on_disk or report.failed or _consistent(db):
+            out["resume_failures"] += 1
+            out["notes"].append(f"trial {trial}: resume left {len(on_disk - set(final))} photos out")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# ---- damaged stores ----------------------------------------------------------------------------------------------
+
+_OPENER = """
+import sys, json
+import numpy as np
+from imagesim.errors import ImagesimError
+from imagesim.search import Gallery
+for line in sys.stdin:
+    db = line.strip()
+    try:
+        with Gallery.open(db) as g:
+            dim = g.store.catalog.space("content").dim
+            hits = g.search_vector(np.ones(dim, np.float32), k=5)
+        print(json.dumps({"db": db, "outcome": "opened", "hits": len(hits)}), flush=True)
+    except ImagesimError as exc:
+        one_line = "\\n" not in str(exc)
+        print(json.dumps({"db": db, "outcome": "refused", "one_line": one_line}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"db": db, "outcome": "error:" + type(exc).__name__}), flush=True)
+"""
+
+
+def _damage(db: Path, kind: str, rng: random.Random) -> None:
+    from imagesim.vectors import file_crc32
+
+    (graph,) = db.glob("content.*.hnsw")
+    raw = bytearray(graph.read_bytes())
+    crafted = kind.startswith("crafted")
+    if kind == "truncate":
+        raw = raw[: rng.randrange(0, len(raw))]
+    elif kind == "bitflip":
+        for _ in range(rng.randint(1, 8)):
+            raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+    elif kind == "zero-range":
+        a = rng.randrange(len(raw))
+        raw[a:a + rng.randint(1, 4096)] = bytes(min(len(raw) - a, rng.randint(1, 4096)))[: len(raw[a:a + 4096])]
+    elif kind == "append":
+        raw += os.urandom(rng.randint(1, 512))
+    elif kind == "crafted-header":
+        field = rng.randrange(13)
+        offsets = [0, 8, 16, 24, 32, 40, 48, 52, 56, 64, 72, 80, 88]
+        width = 4 if field in (6, 7) else 8
+        raw[offsets[field]:offsets[field] + width] = rng.getrandbits(8 * width).to_bytes(width, "little")
+    elif kind == "crafted-links":
+        per_el = int.from_bytes(raw[24:32], "little")
+        count = int.from_bytes(raw[16:24], "little")
+        el = rng.randrange(count)
+        at = 96 + el * per_el + 4 + 4 * rng.randrange(4)
+        raw[at:at + 4] = rng.randrange(count, 2**32).to_bytes(4, "little")
+        raw[96 + el * per_el:96 + el * per_el + 2] = max(5, int.from_bytes(raw[96 + el * per_el:
+                                                                               96 + el * per_el + 2], "little")
+                                                            ).to_bytes(2, "little")
+    elif kind == "catalog":
+        cat = db / "catalog.sqlite"
+        data = bytearray(cat.read_bytes())
+        for _ in range(rng.randint(1, 64)):
+            data[rng.randrange(100, len(data))] = rng.randrange(256)
+        cat.write_bytes(data)
+        return
+    graph.write_bytes(raw)
+    if crafted:  # someone rewrote the catalog's record too: only our own validation stands between file and hnswlib
+        size, crc = file_crc32(graph)
+        with sqlite3.connect(db / "catalog.sqlite") as conn:
+            conn.execute("UPDATE index_files SET size=?, crc32=?", (size, crc))
+
+
+def store_fuzz(trials: int, seed: int = 0) -> dict:
+    from imagesim.config import ModelSpec, Settings
+    from imagesim.indexer import run_index
+    from tests.photos import write_gallery
+
+    rng = random.Random(seed)
+    tmp = Path(tempfile.mkdtemp(prefix="imagesim-storefuzz-"))
+    write_gallery(tmp / "pics", 300)
+    import torch
+
+    torch.manual_seed(0)
+    run_index(Settings.for_db(tmp / "good", model=ModelSpec(str(TINY), None)), [tmp / "pics"], progress=False)
+    kinds = ["truncate", "bitflip", "zero-range", "append", "crafted-header", "crafted-links", "catalog"]
+    cases = []
+    for i in range(trials):
+        kind = kinds[i % len(kinds)]
+        db = tmp / f"case{i:04d}"
+        shutil.copytree(tmp / "good", db)
+        _damage(db, kind, rng)
+        cases.append((str(db), kind))
+    results: dict[str, dict] = {}
+    pending = list(cases)
+    crashes = 0
+    while pending:  # a crash ends the child: count it and go on with the rest
+        proc = subprocess.run([sys.executable, "-c", _OPENER], input="\n".join(db for db, _ in pending) + "\n",
+                              env=ENV, capture_output=True, text=True)
+        done = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        for d in done:
+            results[d["db"]] = d
+        pending = pending[len(done):]
+        if proc.returncode != 0 and pending:
+            crashes += 1
+            results[pending[0][0]] = {"outcome": f"crash (exit {proc.returncode})"}
+            pending = pending[1:]
+    table: dict[str, dict[str, int]] = {}
+    for db, kind in cases:
+        outcome = results[db]["outcome"]
+        if outcome == "refused" and not results[db].get("one_line", True):
+            outcome = "refused (multi-line message)"
+        table.setdefault(kind, {}).setdefault(outcome, 0)
+        table[kind][outcome] += 1
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"trials": trials, "crashes": crashes, "by_kind": table}
+
+
+# ---- hostile files -----------------------------------------------------------------------------------------------
+
+_DECODE_ONE = """
+import resource, sys, time
+from imagesim.errors import ImageError
+from imagesim.images import load_image
+t = time.perf_counter()
+try:
+    img = load_image(sys.argv[1], draft_size=224)
+    verdict = f"accepted {img.size[0]}x{img.size[1]} {img.mode}"
+except ImageError as exc:
+    verdict = "refused: " + exc.reason
+ms = (time.perf_counter() - t) * 1e3
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"{verdict}\\t{ms:.1f}\\t{rss:.0f}")
+"""
+
+
+def hostile_files(folder: Path) -> list[tuple[str, str, float, float]]:
+    from tests.hostile import write_hostile_files
+
+    rows = []
+    for name, path in write_hostile_files(folder).items():
+        done = subprocess.run([sys.executable, "-c", _DECODE_ONE, str(path)], env=ENV, capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            rows.append((name, f"CRASH exit {done.returncode}: {done.stderr.strip()[-200:]}", 0.0, 0.0))
+            continue
+        verdict, ms, rss = done.stdout.strip().rsplit("\t", 2)
+        rows.append((name, verdict, float(ms), float(rss)))
+    return rows
+
+
+def decode_fuzz(runs: int) -> dict:
+    corpus = Path(tempfile.mkdtemp(prefix="imagesim-fuzz-"))
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "fuzz_decode.py"), f"-runs={runs}", "-timeout=10",
+                           "-rss_limit_mb=4096", "-print_final_stats=1", str(corpus)], env=ENV, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - t
+    stats = {k: v for k, v in (ln.split(":", 1) for ln in done.stderr.splitlines() if ln.startswith("stat::"))}
+    findings = [ln for ln in done.stderr.splitlines() if "ERROR" in ln or "Uncaught" in ln or "timeout" in ln.lower()]
+    shutil.rmtree(corpus, ignore_errors=True)
+    return {"runs_requested": runs, "executed": int(stats.get("stat::number_of_executed_units", "0").strip() or 0),
+            "exit": done.returncode, "seconds": seconds, "findings": findings[:10]}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench reliability")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["crash", "store", "hostile", "fuzz"], action="append")
+    args = ap.parse_args(argv)
+    parts = args.only or ["crash", "store", "hostile", "fuzz"]
+    quick = args.quick
+    sections, data = [], {}
+    if "crash" in parts:
+        r = crash_trials(6 if quick else 60, 90 if quick else 300)
+        data["crash"] = r
+        moments = ", ".join(f"{k}: {v}" for k, v in sorted(r["by_moment"].items()))
+        sections.append(f"## Crash safety\n\n`kill -9` of `imagesim index` ({r['trials']} trials on a gallery of "
+                        f"{90 if quick else 300}+ photos that changes before each trial: deletes, moves, new photos). "
+                        f"Moments: {moments}.\n\n| trials | inconsistencies | items lost | resumes that did not "
+                        f"finish the job |\n|---|---|---|---|\n| {r['trials']} | {r['inconsistencies']} | {r['lost']} "
+                        f"| {r['resume_failures']} |\n" + "".join(f"\n- {n}" for n in r["notes"]))
+    if "store" in parts:
+        r = store_fuzz(35 if quick else 350)
+        data["store"] = r
+        lines = [f"| {kind} | {sum(v.values())} | " + ", ".join(f"{k}: {n}" for k, n in sorted(v.items())) + " |"
+                 for kind, v in r["by_kind"].items()]
+        sections.append("## Damaged stores\n\nEach damaged database opened by a child process (`Gallery.open` + a "
+                        "search). *crafted* damage also rewrites the catalog's size and CRC32, so only imagesim's own "
+                        "header and neighbour-list checks stand between the file and hnswlib. *catalog* damages "
+                        f"random bytes of `catalog.sqlite`.\n\nTrials: {r['trials']}, crashes: **{r['crashes']}**.\n\n"
+                        "| damage | trials | outcomes |\n|---|---|---|\n" + "\n".join(lines))
+    if "hostile" in parts:
+        folder = Path(tempfile.mkdtemp(prefix="imagesim-hostile-"))
+        rows = hostile_files(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        data["hostile"] = rows
+        sections.append("## Hostile and odd files\n\nEach file decoded by `load_image` (draft 224) in its own "
+                        "process; time and peak RSS of that process (Python + Pillow baseline included).\n\n"
+                        "| file | verdict | ms | peak RSS MiB |\n|---|---|---|---|\n"
+                        + "\n".join(f"| {n} | {v} | {ms:.1f} | {rss:.0f} |" for n, v, ms, rss in rows))
+    if "fuzz" in parts:
+        r = decode_fuzz(10_000 if quick else 100_000)
+        data["fuzz"] = r
+        sections.append(f"## Decode fuzzing\n\n`python bench/fuzz_decode.py -runs={r['runs_requested']} "
+                        f"-timeout=10` (atheris, seeds: small files of every allowed format): "
+                        f"{r['executed']} inputs in {r['seconds']:.0f} s, exit {r['exit']}, findings: "
+                        f"{len(r['findings'])}." + "".join(f"\n- `{f}`" for f in r["findings"]))
+    body = "\n\n".join(sections)
+    write_section("reliability", body, data)
+    _write_doc(body)
+    print(body)
+    return 0
+
+
+def _write_doc(body: str) -> None:
+    from bench.report import machine_line
+
+    DOC.write_text("# Reliability\n\nWritten by `python -m bench reliability` (figures also in "
+                   "docs/benchmarks.md). The same checks run, smaller, in `tests/test_reliability.py`.\n\n"
+                   f"{body}\n\n{machine_line()}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,97 @@
+"""The `imagesim` command end to end: JSON shapes, one-line errors, fast --help."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagesim.cli import main
+from imagesim.config import ModelSpec
+from tests.photos import ROOT, write_gallery
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "imagesim", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _model_args(spec: ModelSpec) -> list[str]:
+    return ["--model", spec.name, "--weights", str(spec.weights)]
+
+
+def test_index_and_search_json(tmp_path: Path, tiny_spec: ModelSpec, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = write_gallery(tmp_path / "pics", 5)
+    (tmp_path / "pics" / "bad.jpg").write_text("nope")
+    db = str(tmp_path / "db")
+    assert main(["index", str(tmp_path / "pics"), "--db", db, *_model_args(tiny_spec), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"added": 5, "updated": 0, "removed": 0, "moved": 0, "unchanged": 0,
+                      "failed": [{"path": str(tmp_path / "pics" / "bad.jpg"), "error": report["failed"][0]["error"]}]}
+    assert main(["search", str(photos[2]), "--db", db, "-k", "3", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 3 and results[0] == {"path": str(photos[2]), "score": results[0]["score"]}
+    assert results[0]["score"] >= 0.99 and all(set(r) == {"path", "score"} for r in results)
+    assert main(["search", "--text", "a red tulip", "--db", db, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 5
+    assert main(["search", str(photos[0]), "--db", db]) == 0  # the plain listing
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(str(photos[0])) and first.startswith("1.000")
+    assert main(["status", "--db", db, "--failed", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["photos"] == 5 and status["failed"] == 1 and status["failed_files"][0]["path"].endswith("bad.jpg")
+
+
+def test_offline_default_model_ends_in_one_line(tmp_path: Path) -> None:
+    write_gallery(tmp_path / "pics", 1)
+    done = _run("index", str(tmp_path / "pics"), "--db", str(tmp_path / "db"))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "ViT-B-32" in lines[0] and "--weights FILE" in lines[0] and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["search", "x.jpg", "--db", "{tmp}/nothing"], "no imagesim database"),
+        (["index", "{tmp}/missing-folder", "--db", "{tmp}/db"], "no such file or folder"),
+        (["index", "{tmp}", "--db", "{tmp}/db", "--model", "tests/data/tiny_clip.json"], "--weights FILE"),
+        (["search", "--db", "{tmp}/db"], "either a photo or --text"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path: Path, args: list[str], fragment: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    if args[0] == "search" and "nothing" not in " ".join(args):
+        (tmp_path / "db").mkdir()
+        (tmp_path / "db" / "catalog.sqlite").touch()
+    code = main([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and fragment in err and err.startswith("imagesim: error: ")
+
+
+def test_search_with_an_unreadable_photo_is_one_line(tmp_path: Path, tiny_spec: ModelSpec,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    write_gallery(tmp_path / "pics", 2)
+    db = str(tmp_path / "db")
+    main(["index", str(tmp_path / "pics"), "--db", db, *_model_args(tiny_spec), "--json"])
+    capsys.readouterr()
+    bad = tmp_path / "query.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert main(["search", str(bad), "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "query.jpg" in err
+
+
+def test_help_is_fast_and_never_imports_torch() -> None:
+    code = "import sys; from imagesim.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert _run("--help").returncode == 0
