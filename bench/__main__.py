@@ -7,8 +7,8 @@ import importlib
 import sys
 
 # name -> module in bench/ with a `main(argv) -> int`; each writes its own section.
-BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "style": "bench.style",
-              "duplicates": "bench.duplicates"}
+BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces",
+              "style": "bench.style", "duplicates": "bench.duplicates"}
 
 
 def main(argv: list[str] | None = None) -> int:

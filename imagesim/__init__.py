@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from .config import ModelSpec, Settings
-from .errors import ImageError, ImagesimError, ModelError, ModelMismatch, NoIndex, StoreError, WeightsUnavailable
+from .errors import (
+                     ImageError,
+                     ImagesimError,
+                     ModelError,
+                     ModelMismatch,
+                     NoFaceFound,
+                     NoIndex,
+                     StoreError,
+                     WeightsUnavailable,
+)
 from .images import find_images, load_image
 from .search import Gallery, Match
 
 __all__ = ["Gallery", "ImageError", "ImagesimError", "Match", "ModelError", "ModelMismatch", "ModelSpec",
-           "NoIndex", "Settings", "StoreError", "WeightsUnavailable", "find_images", "load_image"]
+           "NoFaceFound", "NoIndex", "Settings", "StoreError", "WeightsUnavailable", "find_images", "load_image"]
 __version__ = "0.1.0"

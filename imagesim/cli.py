@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import cli_faces
 from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, Settings, default_threads
 from .errors import ImagesimError
 
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="re-embed every photo (needed after changing the model)")
     p.add_argument("--batch-size", type=int, default=32, help="photos encoded together (default: 32)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the counts and failures")
+    cli_faces.add_index_flags(p)
 
     p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
     p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
@@ -64,8 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="list the files that could not be read")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("serve", help="open the web page: upload a photo, browse the matches")
+    _add_db(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--auth", metavar="USER:PASS", default=os.environ.get("IMAGESIM_AUTH"),
+                   help="require this login (default: $IMAGESIM_AUTH; none)")
+    p.add_argument("--max-upload", default="25mb", metavar="SIZE", help="largest upload accepted (default: 25mb)")
+    p.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
+
     p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
     _add_db(p)
+    cli_faces.add_parsers(sub, _add_db)
     return parser
 
 
@@ -92,7 +105,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import run_index
 
     settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size)
-    report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False)
+    report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False,
+                       faces=args.faces, face_detector=args.face_detector)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -162,6 +176,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"photos     {info['photos']} ({info['distinct_photos']} distinct), {info['failed']} unreadable")
     print(f"model      {info['model']}")
     print(f"folders    {', '.join(info['roots']) or '-'}")
+    faces = f"on, {info['faces']} found" if info.get("faces_enabled") else "off (index with --faces to turn them on)"
+    print(f"faces      {faces}")
     for path, error in failed:
         print(f"  failed: {path}: {error}")
     return 0
@@ -183,8 +199,21 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair,
-            "duplicates": cmd_duplicates}
+def cmd_serve(args: argparse.Namespace) -> int:
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            raise ImagesimError("--auth takes USER:PASS, e.g. --auth alice:correct-horse")
+        auth = (user, password)
+    from ui.app import serve  # gradio loads only for this command
+
+    serve(args.db, host=args.host, port=args.port, auth=auth, max_file_size=args.max_upload, threads=args.threads)
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve,
+            "duplicates": cmd_duplicates, **cli_faces.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,6 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImagesimError as exc:
         print(f"imagesim: error: {exc}", file=sys.stderr)
         return 1
+    except (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # damaged rows read late
+        db = getattr(args, "db", "the database folder")
+        print(f"imagesim: error: the catalog in {db} is damaged ({str(exc).splitlines()[0][:120]}): run `imagesim "
+              f"repair --db {db}`; if that fails, move the folder away and index again", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `imagesim ... | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("imagesim: interrupted; everything committed so far is kept, run the command again to resume",
               file=sys.stderr)

@@ -34,3 +34,7 @@ class StoreError(ImagesimError):
 
 class NoIndex(StoreError):
     """There is no database at the given folder yet."""
+
+
+class NoFaceFound(ImagesimError):
+    """The query photo shows no face the detector can find."""

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -29,6 +30,9 @@ from .encoders import WEIGHT_FREE, Encoder
 from .errors import ImageError, ImagesimError
 from .images import find_images, load_image, read_bytes
 from .store import Store
+
+if TYPE_CHECKING:
+    from .facestore import FaceStage
 
 SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
 
@@ -43,15 +47,20 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     encoded: int = 0
+    faces: int | None = None  # faces found in this run; None when faces are off
 
     def to_json(self) -> dict:
-        return {"added": self.added, "updated": self.updated, "removed": self.removed, "moved": self.moved,
-                "unchanged": self.unchanged, "failed": [{"path": p, "error": e} for p, e in self.failed]}
+        out = {"added": self.added, "updated": self.updated, "removed": self.removed, "moved": self.moved,
+               "unchanged": self.unchanged, "failed": [{"path": p, "error": e} for p, e in self.failed]}
+        if self.faces is not None:
+            out["faces"] = self.faces
+        return out
 
     def summary(self) -> str:
         rate = f", {self.encoded / self.seconds:.1f} photos/s encoded" if self.encoded and self.seconds else ""
+        faces = f", {self.faces} faces found" if self.faces is not None else ""
         return (f"{self.added} added, {self.updated} updated, {self.moved} moved, {self.removed} removed, "
-                f"{self.unchanged} unchanged, {len(self.failed)} failed ({self.seconds:.1f} s{rate})")
+                f"{self.unchanged} unchanged, {len(self.failed)} failed{faces} ({self.seconds:.1f} s{rate})")
 
 
 @dataclass
@@ -61,7 +70,7 @@ class _Item:
     path: str
     size: int
     mtime_ns: int
-    kind: str  # "added" | "updated" | "moved" (decided once its bytes are known)
+    kind: str  # "added" | "updated" | "unchanged" (faces only) | "moved" (decided once its bytes are known)
     sha256: str = ""
     content_id: int | None = None  # known content with all vectors: link only
     image: Image.Image | None = None
@@ -71,8 +80,8 @@ class _Item:
 
 def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoders: Sequence[Encoder], *,
                   rebuild: bool = False, batch_size: int = 32, threads: int = 2, commit_every_s: float = 10.0,
-                  progress: bool | None = None) -> IndexReport:
-    """Bring the catalog and graphs up to date with the photos below `roots`."""
+                  progress: bool | None = None, faces: FaceStage | None = None) -> IndexReport:
+    """Bring the catalog and graphs up to date with the photos below `roots` (and their faces, given `faces`)."""
     start = time.perf_counter()
     root_paths = _check_roots(roots)
     report = IndexReport()
@@ -88,6 +97,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         needs_vectors: set[int] = set()
         for enc in encoders:
             needs_vectors.update(catalog.contents_missing(enc.space))
+        needs_faces = faces.begin(store) if faces is not None else set()  # photos indexed before faces were on
 
         todo: list[_Item] = []
         seen: set[str] = set()
@@ -100,16 +110,20 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
                 report.failed.append((p, f"cannot read file ({exc.strerror})"))
                 continue
             row = known.get(p)
-            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns and (
-                    row.status == "failed" or row.content_id not in needs_vectors):
+            same = row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+            if same and (row.status == "failed" or (row.content_id not in needs_vectors  # type: ignore[union-attr]
+                                                     and row.content_id not in needs_faces)):
                 report.unchanged += 1
                 continue
-            todo.append(_Item(p, st.st_size, st.st_mtime_ns, "updated" if row is not None else "added"))
+            # An unchanged file read again only to find its faces (faces just turned on) still counts as unchanged.
+            kind = "unchanged" if same and row.content_id not in needs_vectors else (  # type: ignore[union-attr]
+                "updated" if row is not None else "added")
+            todo.append(_Item(p, st.st_size, st.st_mtime_ns, kind))
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
 
         _Pipeline(store, encoders, report, needs_vectors, gone_contents, batch_size, threads, commit_every_s,
-                  progress).run(todo)
+                  progress, faces, needs_faces).run(todo)
 
         removed_ok = [p for p in gone if known[p].status == "ok"]
         with catalog.transaction():
@@ -118,6 +132,8 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         for space, labels in removed_labels.items():
             store.index(space).remove(labels)
         report.removed = max(0, len(removed_ok) - report.moved)
+        if faces is not None:
+            report.faces = faces.found
         store.save()
     report.seconds = time.perf_counter() - start
     return report
@@ -140,7 +156,7 @@ class _Pipeline:
 
     def __init__(self, store: Store, encoders: Sequence[Encoder], report: IndexReport, needs_vectors: set[int],
                  gone_contents: set[int | None], batch_size: int, threads: int, commit_every_s: float,
-                 progress: bool | None) -> None:
+                 progress: bool | None, faces: FaceStage | None = None, needs_faces: set[int] | None = None) -> None:
         self.store = store
         self.encoders = encoders
         self.report = report
@@ -150,7 +166,11 @@ class _Pipeline:
         self.threads = max(1, threads)
         self.commit_every_s = commit_every_s
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.draft = max((e.input_size or 0) for e in encoders) or None
+        self.faces = faces
+        self.needs_faces = needs_faces or set()
+        # One decode serves every step: the face detector needs more pixels than CLIP, which resizes anyway.
+        sizes = [e.input_size or 0 for e in encoders] + ([faces.input_size] if faces is not None else [])
+        self.draft = max(sizes, default=0) or None
         self.local = threading.local()
         self.db_path = store.folder / CATALOG_NAME
 
@@ -203,7 +223,7 @@ class _Pipeline:
             data = read_bytes(item.path)
             item.sha256 = hashlib.sha256(data).hexdigest()
             cid = self._known_content(item.sha256)
-            if cid is not None and cid not in self.needs_vectors:
+            if cid is not None and cid not in self.needs_vectors and cid not in self.needs_faces:
                 item.content_id = cid
                 return item
             img = load_image(data, draft_size=self.draft, name=item.path)
@@ -224,26 +244,43 @@ class _Pipeline:
     # ---- the calling thread ----------------------------------------------------------------------------------------
 
     def _commit(self, to_encode: list[_Item], pending: list[_Item]) -> None:
+        catalog = self.store.catalog
+        # A known photo decoded only for its faces (faces turned on later) is not re-encoded, and vice versa.
+        known = [catalog.content_id(it.sha256) for it in to_encode]
+        enc_rows = {i: n for n, i in enumerate(i for i, c in enumerate(known) if c is None or c in self.needs_vectors)}
+        face_rows = [i for i, c in enumerate(known) if self.faces is not None and (c is None or c in self.needs_faces)]
         vectors: dict[str, np.ndarray] = {}
+        found: dict[int, list] = {}
         if to_encode:
-            images = [it.image for it in to_encode]
-            for enc in self.encoders:
-                vectors[enc.space] = enc.embed_images(images)  # type: ignore[arg-type]
+            if enc_rows:
+                images = [to_encode[i].image for i in enc_rows]
+                for enc in self.encoders:
+                    vectors[enc.space] = enc.embed_images(images)  # type: ignore[arg-type]
+            if face_rows and self.faces is not None:
+                found = dict(zip(face_rows, self.faces.detect([to_encode[i].image for i in face_rows]),  # type: ignore[misc]
+                                 strict=True))
             for it in to_encode:
                 it.image = None  # free the pixels now
             self.report.encoded += len(to_encode)
-        catalog = self.store.catalog
         new_vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {e.space: ([], []) for e in self.encoders}
+        if self.faces is not None:
+            new_vectors[self.faces.space] = ([], [])
         with catalog.transaction():
             for row, it in enumerate(to_encode):
                 cid = catalog.content_id(it.sha256)
                 if cid is None:
                     cid = catalog.add_content(it.sha256, *it.original_size)
                 for enc in self.encoders:
-                    if cid in self.needs_vectors or not catalog.has_vector(enc.space, cid):
-                        catalog.put_vectors(enc.space, [cid], [cid], vectors[enc.space][row:row + 1])
+                    if row in enc_rows and (cid in self.needs_vectors or not catalog.has_vector(enc.space, cid)):
+                        vec = vectors[enc.space][enc_rows[row]]
+                        catalog.put_vectors(enc.space, [cid], [cid], vec[None, :])
                         new_vectors[enc.space][0].append(cid)
-                        new_vectors[enc.space][1].append(vectors[enc.space][row])
+                        new_vectors[enc.space][1].append(vec)
+                if row in found and self.faces is not None:
+                    ids, face_vecs = self.faces.put(catalog, cid, found[row])
+                    new_vectors[self.faces.space][0].extend(ids)
+                    new_vectors[self.faces.space][1].extend(face_vecs)
+                    self.needs_faces.discard(cid)
                 self.needs_vectors.discard(cid)
                 self._file(it, cid)
             for it in pending:
@@ -266,8 +303,12 @@ class _Pipeline:
 
 
 def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, rebuild: bool = False,
-              progress: bool | None = None, encoders: Sequence[Encoder] | None = None) -> IndexReport:
-    """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done."""
+              progress: bool | None = None, encoders: Sequence[Encoder] | None = None,
+              faces: bool | None = None, face_detector: str | None = None) -> IndexReport:
+    """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done.
+
+    `faces` True turns face indexing on for this database (remembered), False turns it off and deletes all face
+    data, None keeps what the database says."""
     import json
     from dataclasses import asdict
 
@@ -283,8 +324,17 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
 
             encoders = [create_encoder("clip", spec=spec, threads=settings.threads)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
+        from .facestore import configure_faces, faces_version
+
+        stage = configure_faces(store, faces, face_detector)
+        faces_before = faces_version(store.catalog) if stage is not None else None
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
-                               threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress)
+                               threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,
+                               faces=stage)
+        if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
+            from .people import People
+
+            People(store).cluster()
         with store.catalog.transaction():
             store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
             store.catalog.set_meta("last_indexed", str(time.time()))

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from .catalog import damaged
 from .config import ModelSpec, Settings
 from .encoders import Encoder
 from .errors import ImagesimError, ModelMismatch
 from .images import load_image
 from .store import Store
 
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from .face_search import FaceResult
+
 CONTENT = "content"
+_DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError)
+
+
+def _catalog_errors(method: Callable[..., T]) -> Callable[..., T]:
+    """Rows damaged on disk surface as one StoreError line, like damage found at open."""
+    @functools.wraps(method)
+    def wrapper(self: Gallery, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except _DAMAGE as exc:
+            raise damaged(self.store.catalog.path, exc) from None
+
+    return wrapper
 MODEL_META_KEY = "content_model"
 
 
@@ -94,6 +116,7 @@ class Gallery:
 
     # ---- queries -------------------------------------------------------------------------------------------------
 
+    @_catalog_errors
     def vector(self, query: Query) -> np.ndarray:
         """The content vector of a photo: the stored one for an unchanged gallery file, else freshly encoded."""
         if self.settings.model is not None:
@@ -118,6 +141,7 @@ class Gallery:
             assert row.content_id is not None
             return self.store.catalog.vector_for_content(space, row.content_id)
 
+    @_catalog_errors
     def search(self, query: Query, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
         """Gallery photos like `query` (a path, bytes or a PIL image), best first.
 
@@ -130,23 +154,27 @@ class Gallery:
 
         return look_search(self, query, k, mode=mode, style_weight=style_weight)
 
+    @_catalog_errors
     def has_space(self, space: str) -> bool:
         """Whether the database holds vectors of `space` ("content", "style", "dup", ...)."""
         with self.store.lock:
             return self.store.catalog.space(space) is not None
 
+    @_catalog_errors
     def duplicates(self) -> list[list[str]]:
         """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery."""
         from .duplicates import gallery_groups
 
         return gallery_groups(self)
 
+    @_catalog_errors
     def find_duplicates(self, query: Query) -> list[Match]:
         """Gallery photos that are copies or near-duplicates of `query` ("is this already in my gallery?")."""
         from .duplicates import find_in_gallery
 
         return find_in_gallery(self, query)
 
+    @_catalog_errors
     def search_text(self, text: str, k: int = 10) -> list[Match]:
         """Gallery photos that match a description, best first."""
         if not text.strip():
@@ -156,6 +184,7 @@ class Gallery:
             raise ImagesimError("this model has no text tower")
         return self.search_vector(encoder.embed_texts([text])[0], k)  # type: ignore[attr-defined]
 
+    @_catalog_errors
     def search_vector(self, vector: np.ndarray, k: int = 10, space: str = CONTENT) -> list[Match]:
         k = max(0, int(k))
         self.store.refresh()
@@ -172,6 +201,24 @@ class Gallery:
                 out.append(Match(path, round(float(min(1.0, max(-1.0, score))), 6)))
         return out[:k]
 
+    @_catalog_errors
+    def faces(self, query: Query, k: int = 10) -> list[FaceResult]:
+        """Each face in `query` with the gallery photos of the nearest faces and a same-person verdict.
+
+        Raises NoFaceFound when the photo shows no face, ImagesimError when faces are off for this database."""
+        from .face_search import analyzer_for_query, search_faces
+
+        # The face models load once per Gallery (a UI process keeps one open), not once per query.
+        self._face_analyzer = analyzer_for_query(self.store, getattr(self, "_face_analyzer", None))
+        return search_faces(self.store, query, k, analyzer=self._face_analyzer)
+
+    def faces_enabled(self) -> bool:
+        """Whether this database indexes faces (`imagesim index --faces`)."""
+        from .face_search import faces_enabled
+
+        return faces_enabled(self.store)
+
+    @_catalog_errors
     def status(self) -> dict[str, Any]:
         """Counts, model and when the database was last indexed: what `imagesim status` and the UI show."""
         cat = self.store.catalog
@@ -187,4 +234,15 @@ class Gallery:
                 "model": spaces.get(CONTENT, {}).get("model"),
                 "spaces": sorted(spaces),
                 "last_indexed": float(cat.meta("last_indexed") or 0) or None,
+                "faces_enabled": (enabled := self.faces_enabled()),
+                "faces": _face_count(cat) if enabled else None,  # faces found in the gallery
             }
+
+
+def _face_count(catalog: Any) -> int:
+    from .facestore import faces_version
+
+    try:
+        return faces_version(catalog)[0]
+    except sqlite3.OperationalError:  # no faces table yet
+        return 0

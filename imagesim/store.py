@@ -83,6 +83,12 @@ class Store:
         self._drop_files(name, keep=None)
         self._indexes.pop(name, None)
 
+    def drop_space(self, name: str) -> None:
+        """Forget a space's graph in memory and on disk (after the caller deleted its catalog rows)."""
+        with self.lock:
+            self._indexes.pop(name, None)
+            self._drop_files(name, keep=None)
+
     def index(self, space: str) -> VectorIndex:
         """The space's graph, loaded and checked on first use and brought up to date with the catalog."""
         with self.lock:

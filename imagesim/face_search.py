@@ -1,0 +1,129 @@
+"""Search by face: every face of a query photo, each with the gallery faces nearest to it and a verdict."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .encoders import normalize
+from .errors import ImagesimError, NoFaceFound
+from .faces import Box, Face, FaceAnalyzer, face_distance, verdict
+from .facestore import FACES, analyzer_for, descriptors, face_rows, face_settings, has_schema
+from .images import load_image
+from .store import Store
+
+CANDIDATES = 4  # ask the cosine graph for this many times k, then re-rank by euclidean distance
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """A gallery face for a query face: its photo, box, dlib distance and what that distance means."""
+
+    path: str
+    box: Box
+    distance: float
+    same_person: bool
+    confidence: str  # "high" | "medium" | "low"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "box": list(self.box), "distance": self.distance, "same_person": self.same_person,
+                "confidence": self.confidence}
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face of the query photo (box in its upright pixels) and its matches, nearest first."""
+
+    box: Box
+    matches: list[FaceMatch] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"box": list(self.box), "matches": [m.to_json() for m in self.matches]}
+
+
+def faces_enabled(store: Store) -> bool:
+    return face_settings(store.catalog) is not None
+
+
+def analyzer_for_query(store: Store, cached: FaceAnalyzer | None) -> FaceAnalyzer | None:
+    """The analyzer for this database's face settings: `cached` when it still fits, None when faces are off."""
+    settings = face_settings(store.catalog)
+    if settings is None:
+        return None
+    fresh = analyzer_for(settings)
+    return cached if cached is not None and cached.fingerprint() == fresh.fingerprint() else fresh
+
+
+def query_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Image,
+                analyzer: FaceAnalyzer | None = None) -> list[Face]:
+    """The faces of a query photo: the stored ones for an unchanged gallery file, else freshly detected."""
+    settings = face_settings(store.catalog)
+    if settings is None:
+        raise ImagesimError(f"faces are off for {store.folder}: run `imagesim index DIR --db {store.folder} --faces`")
+    if isinstance(query, (str, os.PathLike)):
+        stored = _stored_faces(store, Path(query))
+        if stored:  # none stored (no face, or faces forgotten): a query may still look for itself
+            return stored
+    analyzer = analyzer or analyzer_for(settings)
+    img = query if isinstance(query, Image.Image) else load_image(query, draft_size=analyzer.input_size)
+    return analyzer.faces([img])[0]
+
+
+def _stored_faces(store: Store, path: Path) -> list[Face] | None:
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    with store.lock:
+        row = store.catalog.file(real)
+        if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
+            return None
+        scanned = store.catalog.conn.execute("SELECT 1 FROM face_scans WHERE content_id=?",
+                                             (row.content_id,)).fetchone()
+        if scanned is None:
+            return None
+        rows = face_rows(store.catalog, "WHERE content_id=?", (row.content_id,))
+        descs = descriptors(store.catalog, [r.id for r in rows])
+    return [Face(r.box, r.score, descs[r.id]) for r in sorted(rows, key=lambda r: -r.score)]
+
+
+def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Image, k: int = 10,
+                 analyzer: FaceAnalyzer | None = None) -> list[FaceResult]:
+    """For each face in `query`, the k nearest gallery faces (one row per file showing them), nearest first."""
+    faces = query_faces(store, query, analyzer)
+    if not faces:
+        raise NoFaceFound("no face found in this photo: faces must look roughly at the camera and span at least "
+                          "~1/16 of the photo's long side; try a tighter crop")
+    k = max(0, int(k))
+    store.refresh()
+    results = []
+    for face in sorted(faces, key=lambda f: (f.box[0], f.box[1])):  # left to right, as people read a photo
+        results.append(FaceResult(face.box, _matches(store, face.encoding, k)))
+    return results
+
+
+def _matches(store: Store, encoding: np.ndarray, k: int) -> list[FaceMatch]:
+    if k == 0 or not has_schema(store.catalog):
+        return []
+    labels, _ = store.search(FACES, normalize(encoding[None, :]), max(k * CANDIDATES, 50))
+    ids = labels[0].tolist()
+    if not ids:
+        return []
+    with store.lock:
+        descs = descriptors(store.catalog, ids)
+        rows = {r.id: r for r in face_rows(store.catalog, f"WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        paths = store.catalog.paths_for(r.content_id for r in rows.values())
+    ids = [i for i in ids if i in descs and i in rows]
+    dist = face_distance(np.stack([descs[i] for i in ids]), encoding) if ids else np.zeros(0)
+    out: list[FaceMatch] = []
+    for d, fid in sorted(zip(dist.tolist(), ids, strict=True)):
+        same, confidence = verdict(d)
+        for path in paths.get(rows[fid].content_id, []):
+            out.append(FaceMatch(path, rows[fid].box, round(float(d), 4), same, confidence))
+    return out[:k]

@@ -1,0 +1,373 @@
+"""The imagesim web page: `build_demo(gallery)` lays out the Gradio Blocks and wires the handlers; `serve` runs it.
+
+The page talks to `ui.handlers` (plain functions) and the public API to `ui.api`; this module only connects them to
+components. Every UI event is private (not in the API docs, not callable by gradio_client); the three named API
+endpoints are the only public ones. All searching shares one concurrency group sized for a 2-core machine, and
+indexing has its own group of one.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from imagesim.errors import ImagesimError
+from imagesim.search import Gallery
+
+from . import api
+from .handlers import Handlers, Item, Outcome
+from .thumbs import Thumbnails
+
+WORK = "imagesim-work"  # concurrency group of every search: at most WORK_LIMIT run at once
+WORK_LIMIT = 2
+DEFAULT_K = 24
+MAX_UPLOAD = "25mb"
+PRIVATE = "private"
+
+CSS = (Path(__file__).with_name("style.css")).read_text()
+
+
+def _theme() -> gr.themes.Base:
+    # System fonts only: a self-hosted page makes no request to a font CDN.
+    sans = ["Inter", "ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+    return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", radius_size="lg", font=sans,
+                          font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+
+def _header(status_md: str) -> str:
+    """The top bar: name, tagline and the index status (the status's **bold** and `code` become HTML)."""
+    text = html.escape(status_md)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return ("<div class='topline'><div class='brand'><span class='logo'>◎</span> imagesim"
+            "<span class='tagline'>find photos like this one</span></div>"
+            f"<div class='status' id='status'>{text}</div></div>")
+
+
+def _toast(out: Outcome) -> str:
+    """Show a handler's message as a toast and return it for the message line."""
+    if out.message:
+        (gr.Info if out.items else gr.Warning)(out.message)
+    return out.message
+
+
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A gr.Image that hands over any uploaded file, so imagesim's own decoder explains what is wrong with it.
+
+    Plain gr.Image opens the upload with Pillow before the handler runs and answers a non-image with a bare "Error".
+    (Wrapped on the instance: subclassing a Gradio component makes Gradio write a .pyi stub beside this module.)
+    """
+    comp = gr.Image(**kwargs)
+    original = comp.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except Exception:  # noqa: BLE001 - the handler's load_image gives the one-line reason
+            return getattr(payload, "path", None)
+
+    comp.preprocess = preprocess  # type: ignore[method-assign]
+    return comp
+
+
+class _Panel:
+    """A grid of results with a detail view (larger photo, path, size, date, why) and optional 'More like this'."""
+
+    def __init__(self, handlers: Handlers, name: str, columns: int = 5) -> None:
+        self.handlers = handlers
+        self.items = gr.State([])
+        self.selected = gr.State(None)
+        self.grid = gr.Gallery(label=name, show_label=False, columns=columns, object_fit="cover", height="auto",
+                               allow_preview=False, buttons=[], elem_classes=["results"], interactive=False,
+                               fit_columns=False)
+        with gr.Row(visible=False, elem_classes=["detail"]) as self.detail:
+            self.preview = gr.Image(show_label=False, interactive=False, height=360, scale=3,
+                                    buttons=["fullscreen"], elem_classes=["preview"])
+            with gr.Column(scale=2, min_width=240):
+                self.info = gr.Markdown(elem_classes=["facts"])
+                with gr.Row():
+                    self.more = gr.Button("More like this", variant="primary", size="sm")
+                    self.close = gr.Button("Close", size="sm")
+        self.grid.select(self._on_select, [self.items], [self.preview, self.info, self.selected, self.detail],
+                         api_visibility=PRIVATE, concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
+        self.close.click(lambda: (None, gr.update(visible=False)), None, [self.selected, self.detail],
+                         api_visibility=PRIVATE, queue=False)
+
+    def _on_select(self, items: list[Item], evt: gr.SelectData) -> tuple[Any, ...]:
+        index = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+        item = items[index] if 0 <= index < len(items) else None
+        preview, facts = self.handlers.details(item)
+        return preview, facts, item, gr.update(visible=item is not None)
+
+    def outputs(self) -> list[Any]:
+        return [self.grid, self.items, self.detail]
+
+    @staticmethod
+    def values(out: Outcome) -> tuple[Any, ...]:
+        return out.gallery, out.items, gr.update(visible=False)
+
+
+def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: Handlers | None = None,
+               k: int = DEFAULT_K) -> gr.Blocks:
+    """The page over an open gallery. Tabs for style, faces, people and duplicates appear when those exist."""
+    if handlers is None:
+        if thumbs is None:
+            from gradio.utils import get_upload_folder
+
+            # Inside Gradio's own temp folder: served from there as they are, never copied again.
+            thumbs = Thumbnails(Path(get_upload_folder()) / "imagesim-thumbs", [], [str(gallery.store.folder)])
+        handlers = Handlers(gallery, thumbs)
+    h = handlers
+    h.status()  # learn the gallery roots before the first thumbnail is asked for
+
+    with gr.Blocks(title="imagesim · photo search", analytics_enabled=False, fill_width=True,
+                   delete_cache=(3600, 86400)) as demo:  # uploads leave the server after a day
+        with gr.Row(elem_id="topbar", equal_height=True):
+            status = gr.HTML(_header(""), elem_id="header", scale=1)
+            index_btn = gr.Button("↻ Index now", size="sm", variant="secondary", elem_id="index-now", scale=0,
+                                  min_width=120)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300, elem_id="query"):
+                upload = photo_input(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=300,
+                                  elem_id="upload", buttons=[],
+                                  placeholder="Drop a photo here, paste one (Ctrl+V) or click to choose a file")
+                text = gr.Textbox(placeholder="…or describe it in words", show_label=False, lines=1,
+                                  max_lines=1, elem_id="text-query", submit_btn="Search")
+                count = gr.Slider(4, 60, value=k, step=4, label="Results", elem_id="count")
+                message = gr.Markdown(elem_id="message")
+            with gr.Column(scale=3, min_width=480, elem_id="results-col"):
+                with gr.Tabs(elem_id="tabs"):
+                    with gr.Tab("Similar", id="similar"):
+                        similar = _Panel(h, "Similar photos")
+                    style = faces = people = dups = None
+                    if h.has_style():
+                        with gr.Tab("Same look", id="style"):
+                            blend = gr.Slider(0, 1, value=1.0, step=0.05, label="Content ⟷ style",
+                                              info="0 = what the photo shows, 1 = how it looks")
+                            style = _Panel(h, "Same look")
+                    if h.has_faces():
+                        with gr.Tab("Faces", id="faces"):
+                            faces = _faces_tab(h)
+                    if h.has_people():
+                        with gr.Tab("People", id="people") as people_tab:
+                            people = _people_tab(h)
+                    if h.has_duplicates():
+                        with gr.Tab("Duplicates", id="duplicates") as dups_tab:
+                            dups_btn = gr.Button("Find duplicates", size="sm")
+                            dups = _Panel(h, "Duplicates")
+
+        run = {"api_visibility": PRIVATE, "concurrency_id": WORK, "concurrency_limit": WORK_LIMIT}
+
+        def show(out: Outcome) -> tuple[Any, ...]:
+            return (*_Panel.values(out), _toast(out))
+
+        # ---- similar -------------------------------------------------------------------------------------------
+        ev = upload.change(lambda f, n: show(h.search_photo(f, n)), [upload, count], [*similar.outputs(), message],
+                           **run)
+        text.submit(lambda t, n: show(h.search_text(t, n)), [text, count],
+              [*similar.outputs(), message], **run)
+        similar.more.click(lambda it, n: show(h.more_like(it, n)), [similar.selected, count],
+                           [*similar.outputs(), message], **run)
+
+        # ---- style ---------------------------------------------------------------------------------------------
+        if style is not None:
+            def run_style(f: str | None, w: float, n: int) -> tuple[Any, ...]:
+                out = h.search_style(f, w, n)
+                return (*_Panel.values(out), out.message)
+
+            ev = ev.then(run_style, [upload, blend, count], [*style.outputs(), message], **run)
+            blend.release(run_style, [upload, blend, count], [*style.outputs(), message], **run)
+            style.more.click(lambda it, w, n: show(h.search_style(it and it["path"], w, n)),
+                             [style.selected, blend, count], [*style.outputs(), message], **run)
+
+        # ---- faces ---------------------------------------------------------------------------------------------
+        if faces is not None:
+            ev = ev.then(faces.run, [upload], faces.outputs(), **run)
+        if people is not None:
+            people_tab.select(people.load, None, people.outputs(), **run)
+        if dups is not None:
+            def find_dups() -> tuple[Any, ...]:
+                return show(h.duplicates())
+
+            dups_btn.click(find_dups, None, [*dups.outputs(), message], **run)
+            dups_tab.select(find_dups, None, [*dups.outputs(), message], **run)
+
+        # ---- status and indexing (private: never a public API endpoint) ---------------------------------------
+        def index_now(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str]:  # noqa: B008
+            progress(0, desc="Looking for new, changed and deleted photos…")
+            msg = h.index_now()
+            (gr.Info if msg.startswith("indexed") else gr.Warning)(msg)
+            return _header(h.status_markdown()), msg
+
+        index_btn.click(index_now, None, [status, message], api_visibility=PRIVATE, concurrency_id="imagesim-index",
+                        concurrency_limit=1, show_progress="full")
+        demo.load(lambda: _header(h.status_markdown()), None, status, api_visibility=PRIVATE, queue=False)
+
+        # ---- the public API: separate functions, hidden components --------------------------------------------
+        _api_endpoints(gallery)
+    # Events wait in one queue; searches share WORK_LIMIT slots (2 cores), indexing has one slot of its own.
+    demo.queue(default_concurrency_limit=WORK_LIMIT, max_size=64)
+    return demo
+
+
+def _api_endpoints(gallery: Gallery) -> None:
+    with gr.Group(visible=False):
+        image = gr.File(label="image", type="filepath")
+        text = gr.Textbox(label="text")
+        k = gr.Number(label="k", value=10, precision=0)
+        result = gr.JSON(label="results")
+        buttons = [gr.Button(visible=False) for _ in range(3)]
+
+    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            try:
+                return fn(gallery, *args)
+            except ImagesimError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        call.__name__ = fn.__name__
+        call.__doc__ = fn.__doc__
+        return call
+
+    common = {"concurrency_id": WORK, "concurrency_limit": WORK_LIMIT}
+    buttons[0].click(guarded(api.search), [image, k], result, api_name="search", **common)
+    buttons[1].click(guarded(api.search_text), [text, k], result, api_name="search_text", **common)
+    if hasattr(gallery, "faces"):
+        buttons[2].click(guarded(api.faces), [image, k], result, api_name="faces", **common)
+
+
+class _FacesTab:
+    def __init__(self, h: Handlers) -> None:
+        self.h = h
+        self.per_face = gr.State([])
+        with gr.Row():
+            self.annotated = gr.Image(label="Faces found", interactive=False, height=320, scale=2, buttons=[])
+            with gr.Column(scale=1, min_width=200):
+                self.choice = gr.Radio([], label="Show matches for", elem_id="face-choice")
+                self.note = gr.Markdown()
+        self.panel = _Panel(h, "Same person", columns=5)
+        self.choice.change(self.pick, [self.per_face, self.choice], [*self.panel.outputs()],
+                           api_visibility=PRIVATE, queue=False)
+
+    def run(self, upload: str | None) -> tuple[Any, ...]:
+        out = self.h.search_faces(upload)
+        annotated, per_face = out.extra
+        choices = [f"Face {i + 1}" for i in range(len(per_face))]
+        note = out.message or (f"{len(per_face)} face{'s' * (len(per_face) != 1)} found. ✓ = same person, "
+                               "✗ = probably someone else; confidence says how sure.")
+        return (annotated, per_face, gr.update(choices=choices, value=choices[0] if choices else None), note,
+                *_Panel.values(out))
+
+    def pick(self, per_face: list[list[Item]], choice: str | None) -> tuple[Any, ...]:
+        n = int(choice.split()[-1]) - 1 if choice else 0
+        items = per_face[n] if 0 <= n < len(per_face) else []
+        return _Panel.values(Outcome(items=items))
+
+    def outputs(self) -> list[Any]:
+        return [self.annotated, self.per_face, self.choice, self.note, *self.panel.outputs()]
+
+
+def _faces_tab(h: Handlers) -> _FacesTab:
+    return _FacesTab(h)
+
+
+class _PeopleTab:
+    def __init__(self, h: Handlers) -> None:
+        self.h = h
+        self.items = gr.State([])
+        self.selected = gr.State(None)
+        self.grid = gr.Gallery(show_label=False, columns=8, object_fit="cover", height="auto", allow_preview=False,
+                               buttons=[], interactive=False, elem_classes=["people"], fit_columns=False)
+        with gr.Row():
+            self.name = gr.Textbox(label="Name", placeholder="pick a person, then type their name", scale=3)
+            self.rename = gr.Button("Rename", variant="primary", scale=1)
+        self.note = gr.Markdown()
+        self.grid.select(self.pick, [self.items], [self.selected, self.name], api_visibility=PRIVATE, queue=False)
+        self.rename.click(self.do_rename, [self.selected, self.name], self.outputs(), api_visibility=PRIVATE,
+                          concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
+
+    def load(self) -> tuple[Any, ...]:
+        out = self.h.people()
+        return out.gallery, out.items, out.message
+
+    def pick(self, items: list[Item], evt: gr.SelectData) -> tuple[Any, ...]:
+        index = evt.index if isinstance(evt.index, int) else 0
+        item = items[index] if 0 <= index < len(items) else None
+        return item, (item["name"] if item and item.get("named") else "")
+
+    def do_rename(self, person: Item | None, name: str) -> tuple[Any, ...]:
+        out = self.h.rename_person(person, name)
+        _toast(out)
+        return out.gallery, out.items, out.message
+
+    def outputs(self) -> list[Any]:
+        return [self.grid, self.items, self.note]
+
+
+def _people_tab(h: Handlers) -> _PeopleTab:
+    return _PeopleTab(h)
+
+
+# ---- running it ------------------------------------------------------------------------------------------------
+
+def launch_options(gallery: Gallery, *, host: str = "127.0.0.1", port: int | None = 7860,
+                   auth: tuple[str, str] | None = None, max_file_size: str | int = MAX_UPLOAD) -> dict[str, Any]:
+    """What `Blocks.launch` gets: no gallery or database path is readable through Gradio's file route.
+
+    The page shows only thumbnails made into Gradio's private temp folder, so `allowed_paths` stays empty (Gradio
+    then serves its own upload/cache folder and nothing else) and the database folder is blocked outright.
+    """
+    return {"server_name": host, "server_port": port, "auth": auth, "max_file_size": max_file_size,
+            "allowed_paths": [], "blocked_paths": [str(gallery.store.folder)], "theme": _theme(), "css": CSS,
+            "footer_links": ["api"], "run_history": False, "show_error": False, "ssr_mode": False,
+            "quiet": True}
+
+
+def private_temp_dir() -> str:
+    """A fresh folder for Gradio's uploads and the thumbnails, readable by this user only.
+
+    Gradio serves its temp folder; a private one per server means no other app's files are ever served from here.
+    Must be set before Gradio creates any component, so `serve` calls it first.
+    """
+    folder = tempfile.mkdtemp(prefix="imagesim-ui-")
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    return folder
+
+
+def _warm_up(gallery: Gallery) -> None:
+    """Load the model now, so the first upload answers as fast as the next ones (a missing model says so here)."""
+    if gallery.status().get("photos"):
+        gallery.encoder.embed_images([Image.new("RGB", (64, 64))])
+
+
+def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
+          max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
+    """`imagesim serve`: open the database, build the page, serve it until Ctrl+C."""
+    temp = private_temp_dir()
+    # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        gallery = Gallery.open(db, threads=threads)
+        thumbs = Thumbnails(Path(temp) / "thumbs", gallery.status()["roots"], [str(gallery.store.folder)])
+        demo = build_demo(gallery, thumbs=thumbs)
+        _warm_up(gallery)
+        if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+            print(f"imagesim: warning: serving on {host} without --auth: anyone who can reach it can search and "
+                  "re-index this gallery")
+        print(f"imagesim: serving {gallery.store.folder} on http://{host}:{port} (Ctrl+C to stop)")
+        demo.launch(**launch_options(gallery, host=host, port=port, auth=auth, max_file_size=max_file_size))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(temp, ignore_errors=True)

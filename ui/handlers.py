@@ -1,0 +1,343 @@
+"""What the page does, as plain functions: no Gradio here, so every handler is testable without a browser.
+
+Each handler returns data (thumbnail paths with captions, Markdown, result dicts) and a message; `ui/app.py` wires
+them to components and turns a message into a toast. Features built on other branches (style, faces, people,
+duplicates) are reached only through the API contract and detected at run time, so their tabs light up once the
+feature is merged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagesim.errors import ImagesimError
+from imagesim.images import load_image
+from imagesim.search import Gallery
+
+from .present import ago, friendly, human_size, photo_facts, why
+from .thumbs import Thumbnails, draw_boxes
+
+Item = dict[str, Any]  # one result: path, name, score, why, thumb (+ box/verdict for faces)
+THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
+GalleryValue = list[tuple[str, str]]  # (thumbnail path, caption) as gr.Gallery takes them
+NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run `imagesim index PHOTO_DIR --db DB`"
+
+
+@dataclass
+class Outcome:
+    """What a handler produced: result items, and a one-line message for the user when something is off."""
+
+    items: list[Item] = field(default_factory=list)
+    message: str = ""
+    extra: Any = None  # handler-specific payload (an annotated image, per-face results...)
+
+    @property
+    def gallery(self) -> GalleryValue:
+        return [(it["thumb"], it["caption"]) for it in self.items]
+
+
+class Handlers:
+    """The page's behaviour over one open `Gallery`."""
+
+    def __init__(self, gallery: Gallery, thumbs: Thumbnails, *,
+                 indexer: Callable[[list[str]], Any] | None = None) -> None:
+        self.gallery = gallery
+        self.thumbs = thumbs
+        self._indexer = indexer  # injectable for tests; default runs imagesim's own indexer
+
+    def is_empty(self) -> bool:
+        """True when the database holds no photo yet (checked before loading a model for nothing)."""
+        try:
+            return not self.gallery.status().get("photos")
+        except Exception:  # noqa: BLE001 - the search itself will report what is wrong
+            return False
+
+    # ---- which features exist ----------------------------------------------------------------------------------
+
+    def has_style(self) -> bool:
+        return _call_bool(self.gallery, "has_space", "style")
+
+    def has_faces(self) -> bool:
+        return hasattr(self.gallery, "faces") and _call_bool(self.gallery, "faces_enabled")
+
+    def has_people(self) -> bool:
+        if not self.has_faces():
+            return False
+        if "imagesim.people" in sys.modules:
+            return True
+        try:
+            return importlib.util.find_spec("imagesim.people") is not None
+        except (ImportError, ValueError):
+            return False
+
+    def has_duplicates(self) -> bool:
+        return callable(getattr(self.gallery, "duplicates", None))
+
+    # ---- similar photos ----------------------------------------------------------------------------------------
+
+    def search_photo(self, upload: str | None, k: int = 24) -> Outcome:
+        """Gallery photos like the uploaded one, best first."""
+        if not upload:
+            return Outcome()
+        if self.is_empty():
+            return Outcome(message=NOTHING_INDEXED)
+        try:
+            image = load_image(upload, draft_size=self.gallery.encoder.input_size, name=_name(upload))
+            matches = self.gallery.search(image, int(k))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable line
+            return Outcome(message=friendly(exc))
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches")
+
+    def search_text(self, text: str | None, k: int = 24) -> Outcome:
+        """Gallery photos that match a description."""
+        if not text or not text.strip():
+            return Outcome(message="type what the photo shows, e.g. “a dog on a beach”")
+        if self.is_empty():
+            return Outcome(message=NOTHING_INDEXED)
+        try:
+            matches = self.gallery.search_text(text.strip(), int(k))
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        return self._outcome(matches, lambda m: f"matches the words “{text.strip()}” (score {m.score:.2f})",
+                             empty="no matches")
+
+    def more_like(self, item: Item | None, k: int = 24) -> Outcome:
+        """Search with a result: its stored vector is reused, nothing is re-encoded."""
+        if not item:
+            return Outcome(message="pick a photo in the results first")
+        try:
+            path = self.thumbs.check(item["path"])
+            matches = self.gallery.search(path, int(k))
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches")
+
+    # ---- same look (style) -------------------------------------------------------------------------------------
+
+    def search_style(self, upload: str | None, style_weight: float = 1.0, k: int = 24) -> Outcome:
+        """Photos with the same look; `style_weight` blends content (0) and style (1) scores."""
+        if not upload:
+            return Outcome()
+        w = min(1.0, max(0.0, float(style_weight)))
+        mode = "content" if w <= 0 else "style" if w >= 1 else "blend"
+        try:
+            image = load_image(upload, name=_name(upload))
+            matches = self.gallery.search(image, int(k), mode=mode, style_weight=w)  # type: ignore[call-arg]
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        return self._outcome(matches, lambda m: why(m, mode), empty="no matches")
+
+    # ---- faces -------------------------------------------------------------------------------------------------
+
+    def search_faces(self, upload: str | None, k: int = 12) -> Outcome:
+        """Every face in the upload, numbered; `extra` = (annotated image path, per-face result items)."""
+        if not upload:
+            return Outcome(extra=(None, []))
+        try:
+            image = load_image(upload, name=_name(upload))
+            faces = self.gallery.faces(image, int(k))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc), extra=(None, []))
+        if not faces:
+            return Outcome(message="no face found in this photo", extra=(None, []))
+        annotated = self.thumbs.image(draw_boxes(image, [list(f.box) for f in faces]), "faces", size=1024)
+        per_face: list[list[Item]] = []
+        for face in faces:
+            items = []
+            for m in face.matches:
+                try:
+                    thumb = self.thumbs.thumbnail(m.path, box=list(m.box) if m.box else None)
+                except (ImagesimError, OSError):
+                    continue  # moved or deleted since indexing: nothing to show
+                verdict = "same person" if m.same_person else "probably not the same person"
+                items.append({"path": m.path, "name": os.path.basename(m.path), "score": None, "thumb": thumb,
+                              "box": list(m.box) if m.box else None, "distance": float(m.distance),
+                              "same_person": bool(m.same_person), "confidence": m.confidence,
+                              "caption": f"{'✓' if m.same_person else '✗'} {m.confidence} · {os.path.basename(m.path)}",
+                              "why": f"{verdict}, {m.confidence} confidence (face distance {m.distance:.2f}; "
+                                     "below 0.6 usually means the same person)"})
+            per_face.append(items)
+        return Outcome(items=per_face[0], extra=(annotated, per_face))
+
+    # ---- people ------------------------------------------------------------------------------------------------
+
+    def people(self) -> Outcome:
+        """Named clusters, each with a face thumbnail."""
+        try:
+            from imagesim.people import People  # type: ignore[import-not-found]
+
+            book = People(self.gallery.store)
+            items = []
+            for person in book.list():
+                thumb = self.thumbs.image(book.face_thumbnail(person.cover_face_id), f"face-{person.cover_face_id}")
+                name = person.name or f"Person {person.id}"
+                items.append({"id": person.id, "name": name, "named": bool(person.name), "thumb": thumb,
+                              "count": person.face_count,
+                              "caption": f"{name} · {person.face_count} photo{'s' * (person.face_count != 1)}"})
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        return Outcome(items=items, message="" if items else "no people yet: index photos with faces first")
+
+    def rename_person(self, person: Item | None, name: str | None) -> Outcome:
+        """Give a cluster a name (a destructive action: the app never exposes it as a public API endpoint)."""
+        name = (name or "").strip()
+        if not person:
+            return Outcome(message="pick a person first")
+        if not name:
+            return Outcome(message="type a name")
+        try:
+            from imagesim.people import People  # type: ignore[import-not-found]
+
+            People(self.gallery.store).rename(person["id"], name)
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        out = self.people()
+        out.message = out.message or f"renamed to {name}"
+        return out
+
+    # ---- duplicates --------------------------------------------------------------------------------------------
+
+    def duplicates(self) -> Outcome:
+        """Groups of duplicate photos; each item says which group it is in."""
+        try:
+            groups = self.gallery.duplicates()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        items = []
+        for g, group in enumerate(groups, 1):
+            for path in group:
+                try:
+                    thumb = self.thumbs.thumbnail(path)
+                except (ImagesimError, OSError):
+                    continue
+                items.append({"path": path, "name": os.path.basename(path), "score": None, "thumb": thumb,
+                              "group": g, "caption": f"group {g} · {os.path.basename(path)}",
+                              "why": f"one of {len(group)} duplicates in group {g}"})
+        return Outcome(items=items, message="" if items else "no duplicates found", extra=len(groups))
+
+    # ---- details, status, indexing -----------------------------------------------------------------------------
+
+    def details(self, item: Item | None) -> tuple[str | None, str]:
+        """(preview image path, Markdown) for one result: path, size, date and why it matched."""
+        if not item:
+            return None, ""
+        try:
+            path = self.thumbs.check(item["path"])
+            preview = self.thumbs.preview(path)
+            facts = photo_facts(path)
+        except Exception as exc:  # noqa: BLE001
+            return None, f"⚠️ {friendly(exc)}"
+        pixels = f"{facts['width']} × {facts['height']} px · " if "width" in facts else ""
+        when = facts["date"].strftime("%-d %b %Y, %H:%M")
+        when += " (taken)" if facts["date_source"] == "taken" else " (file date)"
+        lines = [f"### {os.path.basename(path)}", f"`{path}`", "",
+                 f"{pixels}{human_size(facts['bytes'])} · {when}", ""]
+        if item.get("score") is not None:
+            lines.append(f"**Score {item['score']:.3f}** · {item.get('why') or ''}")
+        elif item.get("why"):
+            lines.append(f"**{item['why']}**")
+        return preview, "\n".join(lines)
+
+    def status(self) -> dict[str, Any]:
+        """Photos, faces, model and when last indexed, for the status line."""
+        try:
+            info = self.gallery.status()
+        except Exception as exc:  # noqa: BLE001
+            return {"error": friendly(exc)}
+        self.thumbs.set_roots(info.get("roots") or [])
+        return info
+
+    def status_markdown(self) -> str:
+        info = self.status()
+        if "error" in info:
+            return f"⚠️ {info['error']}"
+        if not info.get("photos"):
+            return "**No photos indexed yet.** Press *Index now* or run `imagesim index PHOTO_DIR --db DB`."
+        parts = [f"**{info['photos']:,}** photos"]
+        if info.get("faces") is not None:
+            parts.append(f"**{info['faces']:,}** faces")
+        if info.get("failed"):
+            parts.append(f"{info['failed']} unreadable")
+        model = info.get("model") or "?"
+        parts.append(f"model `{model}`")
+        when = info.get("last_indexed")
+        parts.append("last indexed " + (ago(when) if when else "never"))
+        return " · ".join(parts)
+
+    def index_now(self) -> str:
+        """Run the indexer over the gallery roots (it takes the database's writer lock; queries keep working)."""
+        roots = self.status().get("roots") or []
+        if not roots:
+            return "nothing to index: no gallery folder is recorded yet; run `imagesim index PHOTO_DIR` once"
+        try:
+            report = (self._indexer or self._run_index)(roots)
+        except Exception as exc:  # noqa: BLE001
+            return friendly(exc)
+        summary = report.summary() if hasattr(report, "summary") else str(report)
+        return f"indexed: {summary}"
+
+    def _run_index(self, roots: list[str]) -> Any:
+        import torch
+
+        from imagesim.config import Settings
+        from imagesim.indexer import run_index
+
+        s = self.gallery.settings
+        # One thread: the other core stays free for people searching while the index is brought up to date.
+        # torch's thread count is process-wide, so the searches' own setting comes back afterwards.
+        threads = torch.get_num_threads()
+        settings = Settings.for_db(s.db, model=s.model, threads=1, batch_size=s.batch_size)
+        try:
+            return run_index(settings, roots, progress=True)  # its tqdm bar feeds the page's gr.Progress
+        finally:
+            torch.set_num_threads(threads)
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+
+    def _outcome(self, matches: Sequence[Any], explain: Callable[[Any], str], empty: str) -> Outcome:
+        items = []
+        for m, thumb in zip(matches, self._thumbnails([m.path for m in matches]), strict=True):
+            if thumb is None:
+                continue  # moved or deleted since indexing: nothing to show
+            name = os.path.basename(m.path)
+            items.append({"path": m.path, "name": name, "score": float(m.score), "thumb": thumb,
+                          "caption": f"{m.score:.2f} · {name}", "why": explain(m)})
+        if not items:
+            return Outcome(message=NOTHING_INDEXED if self.is_empty() else empty)
+        return Outcome(items=items)
+
+
+    def _thumbnails(self, paths: list[str]) -> list[str | None]:
+        """Thumbnails for a page of results, made two at a time (decoding releases the GIL) the first time."""
+
+        def one(path: str) -> str | None:
+            try:
+                return self.thumbs.thumbnail(path)
+            except (ImagesimError, OSError):
+                return None
+
+        if len(paths) < 2:
+            return [one(p) for p in paths]
+        with ThreadPoolExecutor(THUMB_THREADS, thread_name_prefix="imagesim-thumbs") as pool:
+            return list(pool.map(one, paths))
+
+
+def _name(upload: str) -> str:
+    """The name the user knows the upload by (Gradio keeps it as the temp file's name)."""
+    return os.path.basename(str(upload)) or "the upload"
+
+
+def _call_bool(obj: object, name: str, *args: object) -> bool:
+    fn = getattr(obj, name, None)
+    if not callable(fn):
+        return False
+    try:
+        return bool(fn(*args))
+    except Exception:  # noqa: BLE001 - a feature that cannot answer is a feature that is off
+        return False

@@ -1,0 +1,121 @@
+"""Small JPEG copies of gallery photos for the page: the browser never gets a raw gallery path.
+
+Thumbnails and previews are written once into a private cache folder (keyed by path, size and mtime, so an edited
+photo gets a new one) and served from there by Gradio. Only files below the gallery roots are ever read, and never
+anything inside the database folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from imagesim.errors import ImagesimError
+from imagesim.images import load_image
+
+THUMB_SIZE = 320  # grid cells are ~160-200 css px; 2x for high-dpi screens
+PREVIEW_SIZE = 1280  # the "see it larger" view
+BOX_COLOURS = ["#f97316", "#22c55e", "#3b82f6", "#e11d48", "#a855f7", "#eab308", "#06b6d4", "#ec4899"]
+
+
+class NotInGallery(ImagesimError):
+    """A path outside the gallery roots (or inside the database folder) was asked for."""
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class Thumbnails:
+    """Makes and caches small JPEG copies of photos below `roots`; refuses every other path."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str], roots: Iterable[str], blocked: Iterable[str] = ()) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.roots = [os.path.realpath(r) for r in roots]
+        self.blocked = [os.path.realpath(b) for b in blocked]
+        self._lock = threading.Lock()
+
+    def set_roots(self, roots: Iterable[str]) -> None:
+        """The catalog's roots change when a new folder is indexed."""
+        self.roots = [os.path.realpath(r) for r in roots]
+
+    def check(self, path: str | os.PathLike[str]) -> str:
+        """The real path of `path` if the page may show it, else `NotInGallery`."""
+        real = os.path.realpath(path)
+        if any(_inside(real, b) for b in self.blocked) or not any(_inside(real, r) for r in self.roots):
+            raise NotInGallery(f"{path} is not in the gallery")
+        return real
+
+    def thumbnail(self, path: str | os.PathLike[str], box: Sequence[int] | None = None) -> str:
+        """A cached JPEG at most THUMB_SIZE a side (with an outlined `box` when given)."""
+        return self._cached(path, THUMB_SIZE, box)
+
+    def preview(self, path: str | os.PathLike[str]) -> str:
+        """A cached JPEG at most PREVIEW_SIZE a side, for the detail view."""
+        return self._cached(path, PREVIEW_SIZE, None)
+
+    def _cached(self, path: str | os.PathLike[str], size: int, box: Sequence[int] | None) -> str:
+        real = self.check(path)
+        st = os.stat(real)
+        key = f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{size}\0{tuple(box) if box else ''}"
+        out = self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.jpg"
+        if out.is_file():
+            return str(out)
+        img = load_image(real, draft_size=size)
+        scale = 1.0
+        if box is not None:  # boxes are in full-size upright pixels; the draft may be smaller
+            full_w = img.info.get("original_size", img.size)[0]
+            scale = img.width / max(1, full_w)
+        if box is not None:
+            img = draw_boxes(img, [[round(v * scale) for v in box]], numbered=False)
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        return self._write(img, out)
+
+    def image(self, img: Image.Image, name: str, size: int = THUMB_SIZE) -> str:
+        """Cache an image made in memory (a face crop, an annotated upload) under a content-derived name."""
+        img = img.convert("RGB")
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        digest = hashlib.sha256(img.tobytes() + name.encode()).hexdigest()[:32]
+        out = self.cache_dir / f"{digest}.jpg"
+        if out.is_file():
+            return str(out)
+        return self._write(img, out)
+
+    def _write(self, img: Image.Image, out: Path) -> str:
+        tmp = out.with_suffix(f".{threading.get_ident()}.tmp")
+        img.save(tmp, "JPEG", quality=85, optimize=True)
+        os.replace(tmp, out)  # atomic: a concurrent reader never sees half a file
+        return str(out)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_boxes(img: Image.Image, boxes: Sequence[Sequence[int]], numbered: bool = True) -> Image.Image:
+    """A copy of `img` with each (left, top, right, bottom) box outlined, and numbered 1, 2, ... when asked."""
+    out = img.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 250))
+    font = _font(max(14, round(max(out.size) / 30)))
+    for i, (left, top, right, bottom) in enumerate(boxes):
+        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
+        draw.rectangle((left, top, right, bottom), outline=colour, width=width)
+        if numbered:
+            label = str(i + 1)
+            tl, tt, tr, tb = draw.textbbox((0, 0), label, font=font)
+            pad = width * 2
+            w, h = tr - tl + 2 * pad, tb - tt + 2 * pad
+            y = top - h if top - h >= 0 else top
+            draw.rectangle((left, y, left + w, y + h), fill=colour)
+            draw.text((left + pad - tl, y + pad - tt), label, fill="white", font=font)
+    return out
