@@ -264,7 +264,7 @@ class FeatureGallery(Gallery):
     no_faces = False
 
     def has_space(self, name: str) -> bool:
-        return name == "style"
+        return name in ("style", "dup")
 
     def search(self, query: Any, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
         self.calls.append(("search", mode, style_weight))
