@@ -335,9 +335,9 @@ def decode_fuzz(runs: int) -> dict:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench reliability")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["crash", "store", "hostile", "fuzz"], action="append")
+    ap.add_argument("--only", choices=["crash", "store", "hostile", "fuzz", "concurrency"], action="append")
     args = ap.parse_args(argv)
-    parts = args.only or ["crash", "store", "hostile", "fuzz"]
+    parts = args.only or ["crash", "store", "hostile", "fuzz", "concurrency"]
     quick = args.quick
     sections, data = [], {}
     if "crash" in parts:
@@ -375,6 +375,23 @@ def main(argv: list[str]) -> int:
                         f"-timeout=10` (atheris, seeds: small files of every allowed format): "
                         f"{r['executed']} inputs in {r['seconds']:.0f} s, exit {r['exit']}, findings: "
                         f"{len(r['findings'])}." + "".join(f"\n- `{f}`" for f in r["findings"]))
+    if "concurrency" in parts:
+        from bench.concurrency import concurrency_trial
+
+        r = concurrency_trial(initial=200, added=200 if quick else 2000, clients=8)
+        r.pop("latency_ms")
+        data["concurrency"] = r
+        sections.append(f"## Concurrent use\n\n{r['clients']} `gradio_client` clients query `imagesim serve` "
+                        f"(alternating `/search` with a gallery photo and `/search_text`, k=10) while `imagesim index` "
+                        f"adds {r['added']} photos to the {r['initial']}-photo database it serves "
+                        f"({r['index_seconds']:.0f} s, exit {r['index_exit']}). Every response is checked: k rows, "
+                        "sorted scores, no duplicate or foreign paths, the query photo first.\n\n"
+                        "| requests | errors | torn results | /search p50 / p99 ms | /search_text p50 / p99 ms |\n"
+                        "|---|---|---|---|---|\n"
+                        f"| {r['requests']} | {len(r['errors'])} | {len(r['torn'])} | {r['/search_p50_ms']:.0f} / "
+                        f"{r['/search_p99_ms']:.0f} | {r['/search_text_p50_ms']:.0f} / {r['/search_text_p99_ms']:.0f} |"
+                        "\n\nLatencies include the Gradio queue and the 2 search slots shared by 8 clients, with the "
+                        "indexer on the same 2 cores." + "".join(f"\n- {e}" for e in (r["errors"] + r["torn"])[:10]))
     body = "\n\n".join(sections)
     write_section("reliability", body, data)
     _write_doc(body)

@@ -99,3 +99,21 @@ def test_decode_fuzz_100k_inputs() -> None:
     pytest.importorskip("atheris")
     result = decode_fuzz(100_000)
     assert result["exit"] == 0 and result["executed"] >= 100_000 and not result["findings"], result
+
+
+def test_clients_query_while_the_indexer_adds_photos_quick() -> None:
+    from bench.concurrency import concurrency_trial
+
+    r = concurrency_trial(initial=20, added=80, clients=2)
+    assert r["index_exit"] == 0 and r["requests"] >= 8
+    assert (r["errors"], r["torn"]) == ([], [])
+    assert r["final_rows"] == 100
+
+
+@pytest.mark.slow
+def test_eight_clients_while_2000_photos_are_indexed() -> None:
+    from bench.concurrency import concurrency_trial
+
+    r = concurrency_trial(initial=200, added=2000, clients=8)
+    assert r["index_exit"] == 0 and (r["errors"], r["torn"]) == ([], [])
+    assert r["final_rows"] == 200  # k is capped at 200; the gallery holds 2200

@@ -538,3 +538,42 @@ def test_browser_upload_shows_results(server: str, site: Site, tmp_path: Path) -
     print(f"screenshot: {shot}")
     if os.environ.get("IMAGESIM_UI_SCREENSHOT"):  # keep a copy outside pytest's temp dir, e.g. for docs
         shutil.copy(shot, os.environ["IMAGESIM_UI_SCREENSHOT"])
+
+
+def test_api_payloads_naming_server_files_are_refused(server: str, site: Site) -> None:
+    """A client can only send photos it uploads: a payload naming a file on the server reads nothing."""
+    import httpx
+
+    secret = b"imagesim-secret-marker"
+    outside = site.db.parent / "outside-secret.jpg"
+    outside.write_bytes(secret)
+    answered = 0
+    for target in (str(outside), str(site.db / "catalog.sqlite"), "/etc/passwd", str(site.photos[0])):
+        for api in ("search", "faces"):
+            call = httpx.post(f"{server}gradio_api/call/{api}",
+                              json={"data": [{"path": target, "meta": {"_type": "gradio.FileData"}}, 5]}, timeout=30)
+            assert call.status_code in (200, 403, 404, 422), call.status_code
+            if call.status_code != 200:
+                continue
+            answered += 1
+            events = httpx.get(f"{server}gradio_api/call/{api}/{call.json()['event_id']}", timeout=60).text
+            assert "event: error" in events and "complete" not in events, (target, events[:200])
+            assert secret.decode() not in events and "root:" not in events and site.photos[0].name not in events
+    assert answered  # the calls were taken and then refused, not merely rejected at the door
+
+
+def test_hostile_uploads_get_one_line_or_results(site: Site, tmp_path: Path) -> None:
+    """Every hostile or odd file through the upload handler and the /search API: results or one readable line."""
+    from imagesim.errors import ImagesimError
+    from tests.hostile import EXPECTED, write_hostile_files
+    from ui import api
+
+    for name, path in write_hostile_files(tmp_path / "up").items():
+        out = site.handlers.search_photo(str(path))
+        if EXPECTED[name] == "ok":
+            assert out.items and not out.message, name
+            assert api.search(site.gallery, {"path": str(path)}, 3)[0]["score"] <= 1.0
+        else:
+            assert out.items == [] and EXPECTED[name] in out.message and "\n" not in out.message, (name, out.message)
+            with pytest.raises(ImagesimError, match=EXPECTED[name] or "."):
+                api.search(site.gallery, {"path": str(path)}, 3)
