@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # name -> module in bench/ with a `main(argv) -> int`; each writes its own section.
-BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces", "speed": "bench.speed"}
+BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces",
+              "style": "bench.style", "duplicates": "bench.duplicates", "speed": "bench.speed"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,6 +171,7 @@ for line in sys.stdin:
     db = line.strip()
     try:
         with Gallery.open(db) as g:
+            g.status()  # the spaces table through the library first: its damage is a refusal, not a raw sqlite error
             dim = g.store.catalog.space("content").dim
             hits = g.search_vector(np.ones(dim, np.float32), k=5)
         print(json.dumps({"db": db, "outcome": "opened", "hits": len(hits)}), flush=True)

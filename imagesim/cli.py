@@ -54,7 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     _add_model(p)
     p.add_argument("-k", type=int, default=10, help="how many results (default: 10)")
+    p.add_argument("--mode", choices=["content", "style", "blend"], default="content",
+                   help="content: shows the same thing (default); style: looks the same; blend: both")
+    p.add_argument("--style-weight", type=float, default=0.5, metavar="W",
+                   help="blend only: 0 = content only, 1 = style only (default: 0.5)")
     p.add_argument("--json", action="store_true", help='print {"results": [{"path", "score"}]}')
+
+    p = sub.add_parser("duplicates", help="groups of copies and near-duplicates, or those of one IMAGE")
+    p.add_argument("image", nargs="?", help="a photo: is it (or an edited copy) already in the gallery?")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help='print {"groups": [[path, ...]]} (or {"results": [...]})')
 
     p = sub.add_parser("status", help="what the database holds")
     _add_db(p)
@@ -117,14 +126,43 @@ def cmd_search(args: argparse.Namespace) -> int:
     if bool(args.image) == bool(args.text):
         raise ImagesimError("give either a photo or --text")
     with Gallery.open(args.db, model=model_spec(args), threads=args.threads, precision=args.precision) as gallery:
-        results = gallery.search_text(args.text, args.k) if args.text else gallery.search(args.image, args.k)
+        if args.text and args.mode != "content":
+            raise ImagesimError("--text searches by content only; drop --mode")
+        results = gallery.search_text(args.text, args.k) if args.text else gallery.search(
+            args.image, args.k, mode=args.mode, style_weight=args.style_weight)
     if args.json:
         print(json.dumps({"results": [m.to_json() for m in results]}))
     elif not results:
         print("no photos indexed yet")
     else:
         for m in results:
-            print(f"{m.score:.3f}  {m.path}")
+            print(f"{m.score:.3f}  {m.path}" + (f"  ({m.why})" if m.why else ""))
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from .search import Gallery
+
+    with Gallery.open(args.db) as gallery:
+        if args.image:
+            results = gallery.find_duplicates(args.image)
+            if args.json:
+                print(json.dumps({"results": [m.to_json() for m in results]}))
+            elif not results:
+                print("no copy or near-duplicate in the gallery")
+            for m in results if not args.json else []:
+                print(f"{m.score:.3f}  {m.path}  ({m.why})")
+            return 0
+        groups = gallery.duplicates()
+    if args.json:
+        print(json.dumps({"groups": groups}))
+    elif not groups:
+        print("no duplicates found")
+    else:
+        for i, group in enumerate(groups, 1):
+            print(f"group {i} ({len(group)} photos)")
+            for path in group:
+                print(f"  {path}")
     return 0
 
 
@@ -179,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve,
-            **cli_faces.COMMANDS}
+            "duplicates": cmd_duplicates, **cli_faces.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

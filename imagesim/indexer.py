@@ -26,7 +26,7 @@ from PIL import Image
 
 from .catalog import CATALOG_NAME
 from .config import ModelSpec, Settings
-from .encoders import Encoder
+from .encoders import WEIGHT_FREE, Encoder
 from .errors import ImageError, ImagesimError
 from .images import find_images, load_image, read_bytes
 from .store import Store
@@ -87,15 +87,17 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
     report = IndexReport()
     with store.writer():
         for enc in encoders:
-            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim, rebuild=rebuild)
+            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim,
+                               rebuild=rebuild or enc.space in WEIGHT_FREE)  # cheap: a new version re-embeds
             store.index(enc.space)  # load (or build) the graph before this run commits anything new
         catalog = store.catalog
         with catalog.transaction():
             catalog.add_roots(root_paths)
         known = catalog.files_under(root_paths)
-        needs_vectors: set[int] = set()
-        for enc in encoders:
-            needs_vectors.update(catalog.contents_missing(enc.space))
+        # Per space, the known photos still without a vector there (a new space, a model change): each encoder
+        # runs only on the photos it is missing, so adding a cheap space never re-runs CLIP over the gallery.
+        needs_by_space = {enc.space: set(catalog.contents_missing(enc.space)) for enc in encoders}
+        needs_vectors: set[int] = set().union(*needs_by_space.values())
         needs_faces = faces.begin(store) if faces is not None else set()  # photos indexed before faces were on
 
         todo: list[_Item] = []
@@ -121,7 +123,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
 
-        _Pipeline(store, encoders, report, needs_vectors, gone_contents, batch_size, threads, commit_every_s,
+        _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size, threads, commit_every_s,
                   progress, faces, needs_faces).run(todo)
 
         removed_ok = [p for p in gone if known[p].status == "ok"]
@@ -153,13 +155,15 @@ def _check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
 class _Pipeline:
     """Threads read, hash and decode; the calling thread encodes batches and commits them."""
 
-    def __init__(self, store: Store, encoders: Sequence[Encoder], report: IndexReport, needs_vectors: set[int],
+    def __init__(self, store: Store, encoders: Sequence[Encoder], report: IndexReport,
+                 needs_by_space: dict[str, set[int]],
                  gone_contents: set[int | None], batch_size: int, threads: int, commit_every_s: float,
                  progress: bool | None, faces: FaceStage | None = None, needs_faces: set[int] | None = None) -> None:
         self.store = store
         self.encoders = encoders
         self.report = report
-        self.needs_vectors = needs_vectors
+        self.needs_by_space = needs_by_space
+        self.needs_vectors: set[int] = set().union(*needs_by_space.values())  # read by the reader threads
         self.gone_contents = gone_contents
         self.batch_size = max(1, batch_size)
         self.threads = max(1, threads)
@@ -246,14 +250,17 @@ class _Pipeline:
         catalog = self.store.catalog
         # A known photo decoded only for its faces (faces turned on later) is not re-encoded, and vice versa.
         known = [catalog.content_id(it.sha256) for it in to_encode]
-        enc_rows = {i: n for n, i in enumerate(i for i, c in enumerate(known) if c is None or c in self.needs_vectors)}
+        enc_rows = {  # per space: batch row -> row of that encoder's output
+            enc.space: {i: n for n, i in enumerate(
+                i for i, c in enumerate(known) if c is None or c in self.needs_by_space[enc.space])}
+            for enc in self.encoders}
         face_rows = [i for i, c in enumerate(known) if self.faces is not None and (c is None or c in self.needs_faces)]
         vectors: dict[str, np.ndarray] = {}
         found: dict[int, list] = {}
         if to_encode:
-            if enc_rows:
-                images = [to_encode[i].image for i in enc_rows]
-                for enc in self.encoders:
+            for enc in self.encoders:
+                if enc_rows[enc.space]:
+                    images = [to_encode[i].image for i in enc_rows[enc.space]]
                     vectors[enc.space] = enc.embed_images(images)  # type: ignore[arg-type]
             if face_rows and self.faces is not None:
                 found = dict(zip(face_rows, self.faces.detect([to_encode[i].image for i in face_rows]),  # type: ignore[misc]
@@ -270,8 +277,10 @@ class _Pipeline:
                 if cid is None:
                     cid = catalog.add_content(it.sha256, *it.original_size)
                 for enc in self.encoders:
-                    if row in enc_rows and (cid in self.needs_vectors or not catalog.has_vector(enc.space, cid)):
-                        vec = vectors[enc.space][enc_rows[row]]
+                    rows = enc_rows[enc.space]
+                    missing = cid in self.needs_by_space[enc.space] or not catalog.has_vector(enc.space, cid)
+                    if row in rows and missing:
+                        vec = vectors[enc.space][rows[row]]
                         catalog.put_vectors(enc.space, [cid], [cid], vec[None, :])
                         new_vectors[enc.space][0].append(cid)
                         new_vectors[enc.space][1].append(vec)
@@ -281,6 +290,8 @@ class _Pipeline:
                     new_vectors[self.faces.space][1].extend(face_vecs)
                     self.needs_faces.discard(cid)
                 self.needs_vectors.discard(cid)
+                for missing in self.needs_by_space.values():
+                    missing.discard(cid)
                 self._file(it, cid)
             for it in pending:
                 if it.error:
@@ -322,6 +333,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
             from .encoders import create_encoder
 
             encoders = [create_encoder("clip", spec=spec, threads=settings.threads, precision=settings.precision)]
+            encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
         from .facestore import configure_faces, faces_version
 
         stage = configure_faces(store, faces, face_detector)

@@ -45,13 +45,19 @@ MODEL_META_KEY = "content_model"
 
 @dataclass(frozen=True)
 class Match:
-    """One gallery photo for a query. `score` is the cosine similarity (1.0 = same vector)."""
+    """One gallery photo for a query. `score` is the cosine similarity (1.0 = same vector).
+
+    Style and blend searches also fill `content_score`, `style_score` and `why` (a short explanation).
+    """
 
     path: str
     score: float
+    content_score: float | None = None
+    style_score: float | None = None
+    why: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 Query = str | os.PathLike[str] | bytes | Image.Image
@@ -125,7 +131,7 @@ class Gallery:
         img = query if isinstance(query, Image.Image) else load_image(query, draft_size=self.encoder.input_size)
         return self.encoder.embed_images([img])[0]
 
-    def _stored_vector(self, path: Path) -> np.ndarray | None:
+    def _stored_vector(self, path: Path, space: str = CONTENT) -> np.ndarray | None:
         try:
             real = os.path.realpath(path)
             st = os.stat(real)
@@ -136,12 +142,40 @@ class Gallery:
             if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
                 return None
             assert row.content_id is not None
-            return self.store.catalog.vector_for_content(CONTENT, row.content_id)
+            return self.store.catalog.vector_for_content(space, row.content_id)
 
     @_catalog_errors
-    def search(self, query: Query, k: int = 10) -> list[Match]:
-        """Gallery photos that show something like `query` (a path, bytes or a PIL image), best first."""
-        return self.search_vector(self.vector(query), k)
+    def search(self, query: Query, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
+        """Gallery photos like `query` (a path, bytes or a PIL image), best first.
+
+        mode "content": what it shows (CLIP); "style": how it looks; "blend": (1 - style_weight) * content +
+        style_weight * style, with both scores and an explanation on every match.
+        """
+        if mode == "content":
+            return self.search_vector(self.vector(query), k)
+        from .looks import look_search
+
+        return look_search(self, query, k, mode=mode, style_weight=style_weight)
+
+    @_catalog_errors
+    def has_space(self, space: str) -> bool:
+        """Whether the database holds vectors of `space` ("content", "style", "dup", ...)."""
+        with self.store.lock:
+            return self.store.catalog.space(space) is not None
+
+    @_catalog_errors
+    def duplicates(self) -> list[list[str]]:
+        """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery."""
+        from .duplicates import gallery_groups
+
+        return gallery_groups(self)
+
+    @_catalog_errors
+    def find_duplicates(self, query: Query) -> list[Match]:
+        """Gallery photos that are copies or near-duplicates of `query` ("is this already in my gallery?")."""
+        from .duplicates import find_in_gallery
+
+        return find_in_gallery(self, query)
 
     @_catalog_errors
     def search_text(self, text: str, k: int = 10) -> list[Match]:

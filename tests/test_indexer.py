@@ -225,3 +225,19 @@ def test_interrupt_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpe
     report = json.loads(out)
     assert report["added"] == 60 - len(before) and report["unchanged"] == len(before)
     assert _committed(db) == {str(p) for p in photos}
+
+
+def test_a_new_space_embeds_only_what_it_lacks(tmp_path: Path, tiny_spec: ModelSpec, tiny_encoder) -> None:
+    """Adding a space (here: style) to an indexed gallery runs that encoder alone; CLIP is not re-run."""
+    from imagesim.encoders import create_encoder
+
+    write_gallery(tmp_path / "pics", 6)
+    db = tmp_path / "db"
+    clip = Counting(tiny_encoder)
+    run_index(Settings.for_db(db, model=tiny_spec), [tmp_path / "pics"], encoders=[clip])
+    assert clip.calls == 6
+    clip, style = Counting(tiny_encoder), Counting(create_encoder("style"))
+    report = run_index(Settings.for_db(db, model=tiny_spec), [tmp_path / "pics"], encoders=[clip, style])
+    assert (clip.calls, style.calls) == (0, 6) and report.failed == []
+    with Gallery.open(db) as g:
+        assert g.has_space("style") and len(g.store.index("style")) == 6

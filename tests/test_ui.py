@@ -264,7 +264,7 @@ class FeatureGallery(Gallery):
     no_faces = False
 
     def has_space(self, name: str) -> bool:
-        return name == "style"
+        return name in ("style", "dup")
 
     def search(self, query: Any, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
         self.calls.append(("search", mode, style_weight))
@@ -549,14 +549,14 @@ def test_api_payloads_naming_server_files_are_refused(server: str, site: Site) -
     outside.write_bytes(secret)
     answered = 0
     for target in (str(outside), str(site.db / "catalog.sqlite"), "/etc/passwd", str(site.photos[0])):
-        for api in ("search", "faces"):
-            call = httpx.post(f"{server}gradio_api/call/{api}",
+        for endpoint in ("search", "faces"):
+            call = httpx.post(f"{server}gradio_api/call/{endpoint}",
                               json={"data": [{"path": target, "meta": {"_type": "gradio.FileData"}}, 5]}, timeout=30)
             assert call.status_code in (200, 403, 404, 422), call.status_code
             if call.status_code != 200:
                 continue
             answered += 1
-            events = httpx.get(f"{server}gradio_api/call/{api}/{call.json()['event_id']}", timeout=60).text
+            events = httpx.get(f"{server}gradio_api/call/{endpoint}/{call.json()['event_id']}", timeout=60).text
             assert "event: error" in events and "complete" not in events, (target, events[:200])
             assert secret.decode() not in events and "root:" not in events and site.photos[0].name not in events
     assert answered  # the calls were taken and then refused, not merely rejected at the door

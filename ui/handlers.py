@@ -77,7 +77,8 @@ class Handlers:
             return False
 
     def has_duplicates(self) -> bool:
-        return callable(getattr(self.gallery, "duplicates", None))
+        # like style: the tab shows once the database holds near-duplicate vectors (`imagesim index` adds them)
+        return callable(getattr(self.gallery, "duplicates", None)) and _call_bool(self.gallery, "has_space", "dup")
 
     # ---- similar photos ----------------------------------------------------------------------------------------
 

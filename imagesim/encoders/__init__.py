@@ -44,6 +44,8 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 _REGISTRY: dict[str, Callable[..., Encoder]] = {}
+# Cheap encoders that need no downloaded weights: `imagesim index` adds them beside the content model.
+WEIGHT_FREE = ("style", "dup")
 
 
 def register(kind: str) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
@@ -56,8 +58,10 @@ def register(kind: str) -> Callable[[Callable[..., Encoder]], Callable[..., Enco
 
 def create_encoder(kind: str, **kwargs: Any) -> Encoder:
     """Build a registered encoder by name ("clip", ...). Heavy imports happen here, not at import time."""
-    if kind == "clip" and kind not in _REGISTRY:
-        from . import clip  # noqa: F401  (registers itself)
+    if kind in ("clip", *WEIGHT_FREE) and kind not in _REGISTRY:
+        import importlib
+
+        importlib.import_module(f".{kind}", __name__)  # registers itself
     try:
         factory = _REGISTRY[kind]
     except KeyError:
