@@ -177,7 +177,7 @@ def decode_pools(files: list[Path]) -> dict[str, float]:
 
 
 def index_once(folder: Path, enc: Any, *, batch_size: int, threads: int, fast: bool = True,
-               draft: bool = True) -> tuple[float, float]:
+               draft: bool = True, extra: tuple[Any, ...] = ()) -> tuple[float, float]:
     """(photos/s, CPU ms per photo) of one end-to-end `index_gallery` run into a fresh database."""
     from imagesim.indexer import index_gallery
     from imagesim.store import Store
@@ -192,7 +192,8 @@ def index_once(folder: Path, enc: Any, *, batch_size: int, threads: int, fast: b
             store = Store.open(Path(tmp) / "db", create=True, threads=2)
             try:
                 t, cpu = time.perf_counter(), time.process_time()
-                report = index_gallery(store, [folder], [enc], batch_size=batch_size, threads=threads, progress=False)
+                report = index_gallery(store, [folder], [enc, *extra], batch_size=batch_size, threads=threads,
+                                       progress=False)
                 seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
             finally:
                 store.close()
@@ -233,6 +234,7 @@ def run(*, n_photos: int, n_naive: int, rounds: int, log: Callable[[str], None] 
     out["decode_pools"] = decode_pools(files[:48])
     log(f"  decode-only photos/s: {_fmt(out['decode_pools'])}")
     e32, e16 = encs["fp32"], encs["bf16"]
+    weight_free = _weight_free()
     variants: dict[str, Callable[[], tuple[float, float]]] = {
         "core: fp32, open_clip preprocess": lambda: index_once(folder, e32, batch_size=32, threads=2, fast=False),
         "fp32, fast preprocess": lambda: index_once(folder, e32, batch_size=32, threads=2),
@@ -243,6 +245,8 @@ def run(*, n_photos: int, n_naive: int, rounds: int, log: Callable[[str], None] 
         "default, batch 64": lambda: index_once(folder, e16, batch_size=64, threads=2),
         "default, 1 decode thread": lambda: index_once(folder, e16, batch_size=32, threads=1),
         "default, 3 decode threads": lambda: index_once(folder, e16, batch_size=32, threads=3),
+        **({"default + style + duplicate spaces (what `imagesim index` runs)":
+            lambda: index_once(folder, e16, batch_size=32, threads=2, extra=weight_free)} if weight_free else {}),
         "naive loop": lambda: naive_once(files[:n_naive], e32),
     }
     index_once(folder, e16, batch_size=32, threads=2)  # warm-up run, not counted
@@ -266,6 +270,16 @@ def run(*, n_photos: int, n_naive: int, rounds: int, log: Callable[[str], None] 
     out["speedup_vs_naive"] = best / out["photos_per_s"]["naive loop"]
     out["cpu_speedup_vs_naive"] = out["cpu_ms_per_photo"]["naive loop"] / out["cpu_ms_per_photo"][DEFAULT]
     return out
+
+
+def _weight_free() -> tuple[Any, ...]:
+    """The weight-free encoders `run_index` adds beside CLIP (style, near-duplicates), where this tree has them."""
+    try:
+        from imagesim.encoders import create_encoder
+        from imagesim.indexer import WEIGHT_FREE
+    except ImportError:
+        return ()
+    return tuple(create_encoder(kind) for kind in WEIGHT_FREE)
 
 
 def _fmt(d: dict[str, float]) -> str:
