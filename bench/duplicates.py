@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from bench.flowers import flower_photos, thumbnail
-from bench.report import median, write_section
+from bench.report import embed_timed, median, write_section
 
 SIDE = 512  # originals are used at (about) their own size
 PHASH_GROUP_MAX = 10
@@ -189,12 +189,7 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     originals = [thumbnail(p, SIDE) for p in paths]
     enc = DupEncoder()
-    times = []
-    gal = np.zeros((len(originals), enc.dim), np.float32)
-    for i, im in enumerate(originals):
-        t = time.perf_counter()
-        gal[i] = enc.embed_images([im])[0]
-        times.append(time.perf_counter() - t)
+    gal, times = embed_timed(enc, originals)
     gal_ph = phash_bits(originals)
     truth = same_pixels(originals)
 

@@ -71,3 +71,16 @@ def write_section(name: str, markdown: str, data: dict[str, Any]) -> None:
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+def embed_timed(encoder: Any, images: list[Any]) -> tuple[Any, list[float]]:
+    """Embed photos one at a time (as a single query would be): (vectors, seconds per photo)."""
+    import numpy as np
+
+    times: list[float] = []
+    out = np.zeros((len(images), encoder.dim), np.float32)
+    for i, img in enumerate(images):
+        t = time.perf_counter()
+        out[i] = encoder.embed_images([img])[0]
+        times.append(time.perf_counter() - t)
+    return out, times

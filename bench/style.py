@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import zlib
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from bench.flowers import flower_photos, thumbnail
-from bench.report import median, write_section
+from bench.report import embed_timed, median, write_section
 
 # ---- looks: each maps an RGB photo to the same photo with that look ----------------------------------------------
 
@@ -180,12 +179,7 @@ def main(argv: list[str]) -> int:
         return 0
     looks, sources = np.asarray(looks_l), np.asarray(sources_l)
     enc = StyleEncoder()
-    times = []
-    style_vecs = np.zeros((len(images), enc.dim), np.float32)
-    for i, img in enumerate(images):
-        t = time.perf_counter()
-        style_vecs[i] = enc.embed_images([img])[0]
-        times.append(time.perf_counter() - t)
+    style_vecs, times = embed_timed(enc, images)
     hist_vecs = np.stack([colour_histogram(img) for img in images])
     p_style = precision_at(style_vecs, looks, sources)
     p_hist = precision_at(hist_vecs, looks, sources)
