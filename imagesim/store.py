@@ -18,7 +18,7 @@ import numpy as np
 
 from .catalog import CATALOG_NAME, Catalog
 from .errors import ModelMismatch, NoIndex, StoreError
-from .vectors import VectorIndex
+from .vectors import EXACT_SEARCH_MAX, VectorIndex
 
 LOCK_NAME = "index.lock"
 # Rebuild a graph on save when this share of its slots are deleted items (keeps memory and recall in check).
@@ -28,7 +28,7 @@ COMPACT_DELETED_SHARE = 0.2
 class Store:
     """Catalog + graphs of one database folder. Graphs load lazily, on first use of their space."""
 
-    def __init__(self, folder: Path, catalog: Catalog, *, threads: int = 1, exact_max: int = 20_000) -> None:
+    def __init__(self, folder: Path, catalog: Catalog, *, threads: int = 1, exact_max: int = EXACT_SEARCH_MAX) -> None:
         self.folder = folder
         self.catalog = catalog
         self.threads = threads
@@ -39,7 +39,7 @@ class Store:
 
     @classmethod
     def open(cls, folder: str | os.PathLike[str], *, create: bool = False, threads: int = 1,
-             exact_max: int = 20_000) -> Store:
+             exact_max: int = EXACT_SEARCH_MAX) -> Store:
         folder = Path(folder).expanduser().resolve()
         if not (folder / CATALOG_NAME).is_file():
             if not create:

@@ -23,6 +23,8 @@ from .errors import StoreError
 # From the recall/latency sweep (`python -m bench speed`, docs/speed.md): ef_construction 200 buys no recall over 100
 # on clustered 512-d vectors and halves the build rate; M=16 is the knee (M=24/32 cost 2-3x the build time for
 # +0.002 recall); ef=128 keeps recall@10 >= 0.99 at 100k for ~0.35 ms, leaving margin for 1M.
+# Below this many live vectors one numpy matmul beats the graph (bench speed: the crossover lies between 5k and 10k).
+EXACT_SEARCH_MAX = 5_000
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 128
@@ -45,7 +47,7 @@ class IndexFileState:
 class VectorIndex:
     """Cosine k-NN over unit vectors with integer labels; exact below `exact_max` live items, HNSW above."""
 
-    def __init__(self, dim: int, *, threads: int = 1, exact_max: int = 20_000, capacity: int = 1024) -> None:
+    def __init__(self, dim: int, *, threads: int = 1, exact_max: int = EXACT_SEARCH_MAX, capacity: int = 1024) -> None:
         self.dim = dim
         self.threads = threads
         self.exact_max = exact_max
@@ -145,7 +147,7 @@ class VectorIndex:
 
     @classmethod
     def load(cls, folder: Path, state: IndexFileState, dim: int, *, threads: int = 1,
-             exact_max: int = 20_000) -> VectorIndex:
+             exact_max: int = EXACT_SEARCH_MAX) -> VectorIndex:
         """Load a saved graph after checking size, CRC32, header and label checksum; raise StoreError if off."""
         path = folder / state.filename
         problem = check_file(path, state, dim)
