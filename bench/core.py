@@ -72,10 +72,10 @@ def main(argv: list[str]) -> int:
     md = "\n".join([
         "## Core: indexing and query (`python -m bench core`)",
         "",
-        f"Flowers-17 JPEGs as they are (about 500 px), {args.threads} threads, the content space only, `run_index` end to end "
-        "(scan, hash, decode, encode, commit, save; `imagesim index` adds the style and duplicate spaces, see the speed "
-        "section). Query: k=10, median of 20; *stored* = a gallery photo (its vector is "
-        "reused), *new photo* = decoded and encoded first.",
+        f"Flowers-17 JPEGs as they are (about 500 px), {args.threads} threads, the content space only, "
+        "`run_index` end to end (scan, hash, decode, encode, commit, save; `imagesim index` adds the style and "
+        "duplicate spaces, see the speed section). Query: k=10, median of 20; *stored* = a gallery photo (its vector "
+        "is reused), *new photo* = decoded and encoded first.",
         "",
         "| model | photos | photos/s | query, stored photo (ms) | query, new photo (ms) |",
         "|---|---|---|---|---|",
