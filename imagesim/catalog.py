@@ -240,10 +240,6 @@ class Catalog:
             "(SELECT 1 FROM vectors v WHERE v.space=? AND v.content_id=c.id)",
             (space,))]
 
-    def has_vector(self, space: str, content_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM vectors WHERE space=? AND content_id=? LIMIT 1",
-                                 (space, content_id)).fetchone() is not None
-
     def put_vectors(self, space: str, labels: Iterable[int], content_ids: Iterable[int], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.conn.executemany(

@@ -273,13 +273,13 @@ class _Pipeline:
             new_vectors[self.faces.space] = ([], [])
         with catalog.transaction():
             for row, it in enumerate(to_encode):
-                cid = catalog.content_id(it.sha256)
+                # One writer, and no two rows of a batch share bytes (batch_shas): the id looked up above holds.
+                cid = known[row]
                 if cid is None:
                     cid = catalog.add_content(it.sha256, *it.original_size)
                 for enc in self.encoders:
                     rows = enc_rows[enc.space]
-                    missing = cid in self.needs_by_space[enc.space] or not catalog.has_vector(enc.space, cid)
-                    if row in rows and missing:
+                    if row in rows:  # a new photo, or one this space lacks
                         vec = vectors[enc.space][rows[row]]
                         catalog.put_vectors(enc.space, [cid], [cid], vec[None, :])
                         new_vectors[enc.space][0].append(cid)
@@ -290,8 +290,8 @@ class _Pipeline:
                     new_vectors[self.faces.space][1].extend(face_vecs)
                     self.needs_faces.discard(cid)
                 self.needs_vectors.discard(cid)
-                for missing in self.needs_by_space.values():
-                    missing.discard(cid)
+                for lacking in self.needs_by_space.values():
+                    lacking.discard(cid)
                 self._file(it, cid)
             for it in pending:
                 if it.error:

@@ -70,6 +70,8 @@ class Gallery:
         self.store = store
         self.settings = settings
         self._encoder = encoder
+        self._encoder_checked = False  # against the index's fingerprint, once
+        self._face_analyzer: Any = None  # the face models, loaded on the first face query
 
     @classmethod
     def open(cls, db: str | os.PathLike[str], *, model: ModelSpec | None = None, encoder: Encoder | None = None,
@@ -107,7 +109,9 @@ class Gallery:
             spec = self.settings.model or self.model_spec() or ModelSpec()
             self._encoder = create_encoder("clip", spec=spec, threads=self.settings.threads,
                                            precision=self.settings.precision)
-        self._check_encoder(self._encoder)
+        if not self._encoder_checked:
+            self._check_encoder(self._encoder)
+            self._encoder_checked = True
         return self._encoder
 
     def _check_encoder(self, encoder: Encoder) -> None:
@@ -123,7 +127,7 @@ class Gallery:
     def vector(self, query: Query) -> np.ndarray:
         """The content vector of a photo: the stored one for an unchanged gallery file, else freshly encoded."""
         if self.settings.model is not None:
-            self._check_encoder(self.encoder)  # a model asked for explicitly must match the index, stored or not
+            _ = self.encoder  # a model asked for explicitly must match the index, stored vector or not
         if isinstance(query, (str, os.PathLike)):
             stored = self._stored_vector(Path(query))
             if stored is not None:
@@ -212,7 +216,7 @@ class Gallery:
         from .face_search import analyzer_for_query, search_faces
 
         # The face models load once per Gallery (a UI process keeps one open), not once per query.
-        self._face_analyzer = analyzer_for_query(self.store, getattr(self, "_face_analyzer", None))
+        self._face_analyzer = analyzer_for_query(self.store, self._face_analyzer)
         return search_faces(self.store, query, k, analyzer=self._face_analyzer)
 
     def faces_enabled(self) -> bool:

@@ -124,15 +124,16 @@ class Store:
 
     def _sync(self, space: str, vi: VectorIndex) -> None:
         """Apply catalog changes the graph has not seen: add missing vectors, delete vanished ones."""
-        truth = set(self.catalog.labels(space).tolist())
-        extra = [lb for lb in vi.live if lb not in truth]
+        truth = self.catalog.labels(space)
+        live = vi.live.to_array()
+        extra = np.setdiff1d(live, truth, assume_unique=True).tolist()
         for lb in extra:
             try:
                 vi.index.mark_deleted(lb)
             except RuntimeError:
                 pass  # already marked deleted in the saved file
             vi.live.discard(lb)
-        missing = [lb for lb in truth if lb not in vi.live]
+        missing = np.setdiff1d(truth, live, assume_unique=True).tolist()
         if missing:
             labels, vectors = self.catalog.vectors(space, missing, dim=vi.dim)
             vi.add(labels, vectors)
@@ -161,12 +162,12 @@ class Store:
         with self.lock:
             for space, vi in list(self._indexes.items()):
                 info = self.catalog.space(space)
-                if info is None or not (vi.dirty or self.catalog.index_file(space) is None):
+                state = self.catalog.index_file(space)
+                if info is None or not (vi.dirty or state is None):
                     continue
                 if compact or vi.deleted > COMPACT_DELETED_SHARE * max(len(vi), 1000):
                     vi = self._build(space, info.dim)
                     self._indexes[space] = vi
-                state = self.catalog.index_file(space)
                 generation = (state.generation if state else 0) + 1
                 new_state = vi.save(self.folder, space, generation, info.fingerprint)
                 with self.catalog.transaction():
