@@ -314,11 +314,12 @@ class _Pipeline:
 
 def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, rebuild: bool = False,
               progress: bool | None = None, encoders: Sequence[Encoder] | None = None,
-              faces: bool | None = None, face_detector: str | None = None) -> IndexReport:
+              faces: bool | None = None, face_detector: str | None = None,
+              content_encoder: Encoder | None = None) -> IndexReport:
     """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done.
 
     `faces` True turns face indexing on for this database (remembered), False turns it off and deletes all face
-    data, None keeps what the database says."""
+    data, None keeps what the database says. `content_encoder` reuses an already loaded model (the web page's)."""
     import json
     from dataclasses import asdict
 
@@ -332,7 +333,8 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         if encoders is None:
             from .encoders import create_encoder
 
-            encoders = [create_encoder("clip", spec=spec, threads=settings.threads, precision=settings.precision)]
+            encoders = [content_encoder or create_encoder("clip", spec=spec, threads=settings.threads,
+                                                          precision=settings.precision)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
         from .facestore import configure_faces, faces_version
 

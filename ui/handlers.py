@@ -295,7 +295,8 @@ class Handlers:
         threads = torch.get_num_threads()
         settings = Settings.for_db(s.db, model=s.model, threads=1, batch_size=s.batch_size)
         try:
-            return run_index(settings, roots, progress=True)  # its tqdm bar feeds the page's gr.Progress
+            # The page's own model indexes too: no second copy of it in memory.
+            return run_index(settings, roots, progress=True, content_encoder=self.gallery.encoder)
         finally:
             torch.set_num_threads(threads)
 
