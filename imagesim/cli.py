@@ -188,17 +188,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
+    from .catalog import CATALOG_NAME, Catalog
     from .store import Store
 
-    store = Store.open(args.db)
+    folder = Path(args.db).expanduser().resolve()
+    if not (folder / CATALOG_NAME).is_file():
+        raise ImagesimError(f"no imagesim database at {folder}")
     try:
-        problem = store.catalog.conn.execute("PRAGMA integrity_check").fetchone()[0]
-        if problem != "ok":
-            raise ImagesimError(f"the catalog itself is damaged ({problem}); move {args.db} away and re-index")
+        catalog = Catalog(folder / CATALOG_NAME, create=False, check=False)
+    except ImagesimError as exc:
+        raise ImagesimError(f"{exc}; move {folder} away and index again") from None
+    store = Store(folder, catalog)
+    try:
         with store.writer():
+            removed = catalog.repair()
             spaces = store.rebuild()
     finally:
         store.close()
+    if removed:
+        rows = ", ".join(f"{table} {n}" for table, n in sorted(removed.items()))
+        print(f"imagesim: removed damaged rows ({rows}); run `imagesim index` on your folders to read those photos "
+              "again")
     print(f"imagesim: rebuilt {', '.join(spaces) or 'no'} index(es) from the stored vectors")
     return 0
 

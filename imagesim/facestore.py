@@ -27,26 +27,6 @@ from .store import Store
 FACES = "faces"  # the vector space; labels are face ids
 META_KEY = "faces"  # JSON settings when faces are on for this database; absent when off
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS people(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS faces(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
-    left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
-    score REAL NOT NULL,
-    descriptor BLOB NOT NULL,
-    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL);
-CREATE INDEX IF NOT EXISTS faces_by_content ON faces(content_id);
-CREATE INDEX IF NOT EXISTS faces_by_person ON faces(person_id);
-CREATE TABLE IF NOT EXISTS face_scans(
-    content_id INTEGER PRIMARY KEY REFERENCES contents(id) ON DELETE CASCADE, faces INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS face_marks(
-    sha256 TEXT NOT NULL, left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    is_person INTEGER NOT NULL,
-    PRIMARY KEY (sha256, left, top, right, bottom, person_id));
-"""
 # face_marks are the user's corrections: "this face is person P" (is_person=1) or "is not P" (0). They are keyed by
 # the photo's bytes and the box, not by face id, so they hold even when faces are detected anew (another detector,
 # a photo removed and added back): a mark applies to the face of that photo whose box overlaps it most.
@@ -62,13 +42,12 @@ class FaceRow:
 
 
 def ensure_schema(catalog: Catalog) -> None:
-    """Create the face tables if they are missing (idempotent; a database without faces never gets them)."""
-    catalog.conn.executescript(_SCHEMA)
+    """Create the face tables if they are missing (their DDL is `catalog.FACE_SCHEMA`)."""
+    catalog.ensure_face_tables()
 
 
 def has_schema(catalog: Catalog) -> bool:
-    row = catalog.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='faces'").fetchone()
-    return row is not None
+    return catalog.has_face_tables()
 
 
 def face_settings(catalog: Catalog) -> dict | None:

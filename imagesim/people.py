@@ -261,7 +261,8 @@ class People:
         else:  # "not P" undoes an earlier "is P"
             self.catalog.conn.execute("DELETE FROM face_marks WHERE sha256=? AND left=? AND top=? AND right=? AND "
                                       "bottom=? AND person_id=?", (*row, person_id))
-        self.catalog.conn.execute("INSERT OR REPLACE INTO face_marks VALUES(?,?,?,?,?,?,?)",
+        self.catalog.conn.execute("INSERT OR REPLACE INTO face_marks(sha256, left, top, right, bottom, person_id, "
+                                  "is_person) VALUES(?,?,?,?,?,?,?)",
                                   (*row, person_id, int(is_person)))
 
     def _pin(self, face_ids: Sequence[int], person_id: int) -> None:
@@ -300,7 +301,8 @@ class People:
             by_sha[sha.get(r.content_id, "")].append(i)
         pinned: dict[int, int] = {}
         forbidden: dict[int, set[int]] = defaultdict(set)
-        for s, left, top, right, bottom, pid, is_person in self.catalog.conn.execute("SELECT * FROM face_marks"):
+        for s, left, top, right, bottom, pid, is_person in self.catalog.conn.execute(
+                "SELECT sha256, left, top, right, bottom, person_id, is_person FROM face_marks"):
             box = (left, top, right, bottom)
             best = max(by_sha.get(s, []), key=lambda i: iou(rows[i].box, box), default=None)
             if best is None or iou(rows[best].box, box) < 0.5:
