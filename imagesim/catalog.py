@@ -21,7 +21,7 @@ from .vectors import IndexFileState
 SCHEMA_VERSION = 2  # 2: row checksums
 CATALOG_NAME = "catalog.sqlite"
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL, _crc INTEGER);
 CREATE TABLE IF NOT EXISTS roots(path TEXT PRIMARY KEY, _crc INTEGER);
 CREATE TABLE IF NOT EXISTS contents(
@@ -101,25 +101,29 @@ def register_checksums(conn: sqlite3.Connection) -> None:
     conn.create_function(CRC_FUNCTION, -1, row_crc, deterministic=True)
 
 
-def _tables(conn: sqlite3.Connection) -> list[str]:
+def user_tables(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
 
 
-def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+def data_columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] != CRC]
 
 
-def _crc_call(columns: list[str], prefix: str = "") -> str:
-    return f"{CRC_FUNCTION}({', '.join(prefix + c for c in columns)})"
+def crc_call(columns: list[str], prefix: str = "") -> str:
+    # Text goes in as hex: damaged text need not be UTF-8, and Python could not even receive it. No other type
+    # arrives as str, so the types stay apart (a text/blob flip is one bit of a record header).
+    args = ", ".join(f"CASE WHEN typeof({prefix}{c})='text' THEN hex({prefix}{c}) ELSE {prefix}{c} END"
+                     for c in columns)
+    return f"{CRC_FUNCTION}({args})"
 
 
-def _checksum_triggers(conn: sqlite3.Connection) -> str:
+def checksum_triggers(conn: sqlite3.Connection) -> str:
     """DDL of the two triggers per table that keep `_crc` right (after insert, after update of any other column)."""
     out = []
-    for t in _tables(conn):
-        cols = _columns(conn, t)
-        call = _crc_call(cols, "NEW.")
+    for t in user_tables(conn):
+        cols = data_columns(conn, t)
+        call = crc_call(cols, "NEW.")
         out.append(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_insert AFTER INSERT ON {t} BEGIN "
                    f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
         out.append(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_update AFTER UPDATE OF {', '.join(cols)} ON {t} BEGIN "
@@ -127,25 +131,25 @@ def _checksum_triggers(conn: sqlite3.Connection) -> str:
     return "\n".join(out)
 
 
-def _create(conn: sqlite3.Connection, ddl: str) -> None:
+def create_schema(conn: sqlite3.Connection, ddl: str) -> None:
     """Run table DDL and add the checksum triggers (callers wrap it in a transaction: never half a schema)."""
     for statement in ddl.split(";"):
         if statement.strip():
             conn.execute(statement)
-    for statement in _checksum_triggers(conn).splitlines():
+    for statement in checksum_triggers(conn).splitlines():
         conn.execute(statement)
 
 
-def _expected_schema(with_faces: bool) -> set[tuple]:
+def expected_schema(with_faces: bool) -> set[tuple]:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     register_checksums(conn)
-    _create(conn, _SCHEMA + (FACE_SCHEMA if with_faces else ""))
-    schema = _schema(conn)
+    create_schema(conn, SCHEMA + (FACE_SCHEMA if with_faces else ""))
+    schema = schema_of(conn)
     conn.close()
     return schema
 
 
-def _schema(conn: sqlite3.Connection) -> set[tuple]:
+def schema_of(conn: sqlite3.Connection) -> set[tuple]:
     """What sqlite_master says, whitespace aside (the upgrade from schema 1 appends columns on the same line)."""
     return {(kind, name, table, " ".join(sql.split()) if sql else sql)
             for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")}
@@ -185,17 +189,12 @@ class Catalog:
         if not create and not path.is_file():
             raise StoreError(f"no catalog at {path}")
         try:
-            self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            register_checksums(self.conn)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA secure_delete=ON")  # deleted rows (face data) leave no bytes behind
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            if create and not _tables(self.conn):
+            self.connect()
+            if create and not user_tables(self.conn):
                 with self.transaction():
-                    _create(self.conn, _SCHEMA)
+                    create_schema(self.conn, SCHEMA)
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
-            version = self.meta("schema_version") if "meta" in _tables(self.conn) else None
+            version = self.meta("schema_version") if "meta" in user_tables(self.conn) else None
             if check:
                 problem = next(iter(self.problems(limit=1)), None)
                 if problem is not None and version == "1" and problem.startswith("schema"):
@@ -214,25 +213,33 @@ class Catalog:
             if check and (problem := next(iter(self.problems(limit=1)), None)) is not None:
                 raise damaged(path, sqlite3.DatabaseError(problem))
 
+    def connect(self) -> None:
+        self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        register_checksums(self.conn)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA secure_delete=ON")  # deleted rows (face data) leave no bytes behind
+        self.conn.execute("PRAGMA foreign_keys=ON")
+
     def _add_checksums(self) -> None:
         """Schema 1 -> 2: add the `_crc` column and its triggers to every table and fill it, in one transaction."""
         with self.transaction():
-            for t in _tables(self.conn):
+            for t in user_tables(self.conn):
                 self.conn.execute(f"ALTER TABLE {t} ADD COLUMN {CRC} INTEGER")
-            for statement in _checksum_triggers(self.conn).splitlines():
+            for statement in checksum_triggers(self.conn).splitlines():
                 self.conn.execute(statement)
-            for t in _tables(self.conn):
-                self.conn.execute(f"UPDATE {t} SET {CRC}={_crc_call(_columns(self.conn, t))}")
+            for t in user_tables(self.conn):
+                self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def has_face_tables(self) -> bool:
-        return "faces" in _tables(self.conn)
+        return "faces" in user_tables(self.conn)
 
     def ensure_face_tables(self) -> None:
         """Create the face tables (idempotent; a database without faces never gets them)."""
         if not self.has_face_tables():
             with self.transaction():
-                _create(self.conn, FACE_SCHEMA)
+                create_schema(self.conn, FACE_SCHEMA)
 
     # ---- damage ----------------------------------------------------------------------------------------------------
 
@@ -243,13 +250,13 @@ class Catalog:
             if line != "ok":
                 yield line
                 return
-        if _schema(conn) != _expected_schema(
+        if schema_of(conn) != expected_schema(
                 self.has_face_tables()):
             yield "schema differs from the one this imagesim creates"
             return
         for table, rowid in self.bad_rows(limit):
             yield f"row {rowid} of {table} fails its checksum"
-        tables = set(_tables(conn))
+        tables = set(user_tables(conn))
         for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall():
             top = conn.execute(f"SELECT MAX(rowid) FROM {name}").fetchone()[0] if name in tables else None
             if name not in tables or not isinstance(seq, int) or (top is not None and seq < top):
@@ -257,71 +264,10 @@ class Catalog:
 
     def bad_rows(self, limit: int | None = None) -> Iterator[tuple[str, int]]:
         """(table, rowid) of every row whose stored checksum does not match its values."""
-        for t in _tables(self.conn):
-            sql = f"SELECT rowid FROM {t} WHERE {CRC} IS NOT {_crc_call(_columns(self.conn, t))}"
+        for t in user_tables(self.conn):
+            sql = f"SELECT rowid FROM {t} WHERE {CRC} IS NOT {crc_call(data_columns(self.conn, t))}"
             for (rowid,) in self.conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")):
                 yield t, int(rowid)
-
-    def repair(self) -> dict[str, int]:
-        """Mend what `problems()` finds, keeping every sound row; return the rows removed per table.
-
-        Indexes are rebuilt from their tables (REINDEX) and the checksum triggers recreated. A row failing its
-        checksum cannot be trusted, so it goes, together with what hangs off it; the next `imagesim index` reads
-        those photos again. Damage beyond that (a broken table b-tree, a foreign schema) raises StoreError."""
-        conn = self.conn
-        remedy = f"move {self.path.parent} away and index again"
-        if next(iter(conn.execute("PRAGMA integrity_check(1)")))[0] != "ok":
-            conn.execute("REINDEX")
-            problem = next(iter(conn.execute("PRAGMA integrity_check(1)")))[0]
-            if problem != "ok":
-                raise StoreError(f"the catalog's tables are damaged beyond repair ({problem[:120]}): {remedy}")
-        with self.transaction():
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
-                conn.execute(f'DROP TRIGGER "{name}"')
-            for statement in _checksum_triggers(conn).splitlines():
-                conn.execute(statement)
-        if _schema(conn) != _expected_schema(
-                self.has_face_tables()):
-            raise StoreError(f"the catalog's schema is not one this imagesim made: {remedy}")
-        removed: dict[str, int] = {}
-        with self.transaction():
-            for table, rowid in list(self.bad_rows()):
-                conn.execute(f"DELETE FROM {table} WHERE rowid=?", (rowid,))
-                removed[table] = removed.get(table, 0) + 1
-            self._tidy(removed)
-            conn.execute("DELETE FROM sqlite_sequence WHERE name NOT IN (SELECT name FROM sqlite_master "
-                         "WHERE type='table')")
-            for (name,) in conn.execute("SELECT name FROM sqlite_sequence").fetchall():
-                conn.execute(f'UPDATE sqlite_sequence SET seq=MAX(COALESCE((SELECT MAX(rowid) FROM "{name}"), 0), '
-                             "CASE WHEN typeof(seq)='integer' THEN seq ELSE 0 END) WHERE name=?", (name,))
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        return removed
-
-    def _tidy(self, removed: dict[str, int]) -> None:
-        """After damaged rows went: drop whatever now points at nothing, so the catalog is whole again."""
-        rules = [
-            ("files", "content_id IS NOT NULL AND content_id NOT IN (SELECT id FROM contents)"),
-            ("vectors", "space NOT IN (SELECT name FROM spaces)"),
-            ("vectors", "space<>'faces' AND content_id NOT IN (SELECT id FROM contents)"),
-            ("index_files", "space NOT IN (SELECT name FROM spaces)"),
-        ]
-        if self.has_face_tables():
-            rules += [  # a lost face is not looked for again: it may be one a user forgot (people forget)
-                ("faces", "content_id NOT IN (SELECT id FROM contents)"),
-                ("faces", "'faces' IN (SELECT name FROM spaces) AND "
-                          "id NOT IN (SELECT label FROM vectors WHERE space='faces')"),
-                ("vectors", "space='faces' AND label NOT IN (SELECT id FROM faces)"),
-                ("face_scans", "content_id NOT IN (SELECT id FROM contents)"),
-                ("faces", "person_id IS NOT NULL AND person_id NOT IN (SELECT id FROM people)"),
-                ("face_marks", "person_id NOT IN (SELECT id FROM people)"),
-            ]
-        for table, where in rules:
-            if table == "faces" and where.startswith("person_id"):
-                n = self.conn.execute(f"UPDATE faces SET person_id=NULL WHERE {where}").rowcount
-            else:
-                n = self.conn.execute(f"DELETE FROM {table} WHERE {where}").rowcount
-            if n > 0:
-                removed[table] = removed.get(table, 0) + n
 
     def close(self) -> None:
         self.conn.close()

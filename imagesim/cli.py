@@ -188,25 +188,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from .catalog import CATALOG_NAME, Catalog
+    from .catalog import CATALOG_NAME
+    from .catalog_repair import open_for_repair, repair
     from .store import Store
 
     folder = Path(args.db).expanduser().resolve()
     if not (folder / CATALOG_NAME).is_file():
         raise ImagesimError(f"no imagesim database at {folder}")
-    try:
-        catalog = Catalog(folder / CATALOG_NAME, create=False, check=False)
-    except ImagesimError as exc:
-        raise ImagesimError(f"{exc}; move {folder} away and index again") from None
+    catalog = open_for_repair(folder / CATALOG_NAME)
     store = Store(folder, catalog)
     try:
         with store.writer():
-            removed = catalog.repair()
+            report = repair(catalog)
             spaces = store.rebuild()
+    except sqlite3.DatabaseError as exc:  # met while rebuilding the graphs: nothing more repair can do
+        raise ImagesimError(f"the catalog is damaged beyond repair ({str(exc)[:120]}): move {folder} away and index "
+                            "again") from None
     finally:
         store.close()
-    if removed:
-        rows = ", ".join(f"{table} {n}" for table, n in sorted(removed.items()))
+    if report.damaged_copy:
+        print(f"imagesim: copied every readable row into a new catalog (the damaged file is kept as "
+              f"{report.damaged_copy}); run `imagesim index` on your folders to read again any photo it lost")
+    if report.removed:
+        rows = ", ".join(f"{table} {n}" for table, n in sorted(report.removed.items()))
         print(f"imagesim: removed damaged rows ({rows}); run `imagesim index` on your folders to read those photos "
               "again")
     print(f"imagesim: rebuilt {', '.join(spaces) or 'no'} index(es) from the stored vectors")

@@ -77,7 +77,7 @@ def _reindex(db: Path, tiny_spec: ModelSpec) -> None:
     run_index(Settings.for_db(db, model=tiny_spec), [db.parent / "pics"], progress=False)
 
 
-def _damage(db: Path, needle: bytes, occurrence: int = 0) -> None:
+def _damage(db: Path, needle: bytes, occurrence: int = 0, page: bool = False, byte: int | None = None) -> None:
     """Change one byte of `needle` where it sits in the catalog file."""
     path = db / CATALOG_NAME
     with sqlite3.connect(path) as conn:  # everything into the main file first
@@ -88,7 +88,11 @@ def _damage(db: Path, needle: bytes, occurrence: int = 0) -> None:
         found.append(at)
     assert found, "needle not in the catalog file"
     spot = found[occurrence] + len(needle) // 2
-    data[spot] ^= 0x20
+    if page:  # the whole page holding it: a table b-tree SQLite cannot walk
+        start = spot - spot % 4096
+        data[start:start + 4096] = bytes(4096)
+    else:
+        data[spot] = data[spot] ^ 0x20 if byte is None else byte
     path.write_bytes(bytes(data))
 
 
@@ -196,3 +200,36 @@ def test_damaged_version_row_is_mended_by_repair(db: Path) -> None:
     assert _all_found(db) == 6
 
 
+
+
+def test_a_broken_table_is_copied_out_row_by_readable_row(db: Path, tiny_spec: ModelSpec,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(db)
+    blob = store.catalog.vectors("content")[1][3].tobytes()
+    store.close()
+    _damage(db, blob[:64], page=True)
+    with pytest.raises(StoreError, match="damaged"):
+        Gallery.open(db)
+    assert main(["repair", "--db", str(db)]) == 0
+    assert "copied every readable row into a new catalog" in capsys.readouterr().out
+    assert len(list(db.glob("catalog.sqlite.damaged-*"))) == 1  # the damaged file is kept, not deleted
+    _reindex(db, tiny_spec)
+    assert _all_found(db) == 6
+
+
+def test_schema_text_that_no_longer_parses_is_repaired(db: Path) -> None:
+    _damage(db, b"BEGIN UPDATE roots", byte=ord('"'))  # an unterminated string in a trigger's SQL
+    with pytest.raises(StoreError, match="damaged"):
+        Gallery.open(db)
+    assert main(["repair", "--db", str(db)]) == 0
+    assert _all_found(db) == 6
+
+
+def test_a_catalog_repair_cannot_open_gets_one_line(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = db / CATALOG_NAME
+    path.write_bytes(bytes(4096) + path.read_bytes()[4096:])  # the header page, with the schema, gone
+    for side in db.glob("catalog.sqlite-*"):
+        side.unlink()
+    assert main(["repair", "--db", str(db)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "move" in err and "imagesim repair" not in err
