@@ -250,8 +250,7 @@ class Catalog:
             if line != "ok":
                 yield line
                 return
-        if schema_of(conn) != expected_schema(
-                self.has_face_tables()):
+        if schema_of(conn) != expected_schema(self.has_face_tables()):
             yield "schema differs from the one this imagesim creates"
             return
         for table, rowid in self.bad_rows(limit):
