@@ -3,6 +3,7 @@ graph files. It is the source of truth: one transaction commits a batch of files
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import struct
@@ -118,17 +119,15 @@ def crc_call(columns: list[str], prefix: str = "") -> str:
     return f"{CRC_FUNCTION}({args})"
 
 
-def checksum_triggers(conn: sqlite3.Connection) -> str:
-    """DDL of the two triggers per table that keep `_crc` right (after insert, after update of any other column)."""
-    out = []
+def add_checksum_triggers(conn: sqlite3.Connection) -> None:
+    """Give every table the two triggers that keep `_crc` right (after insert, after update of any other column)."""
     for t in user_tables(conn):
         cols = data_columns(conn, t)
         call = crc_call(cols, "NEW.")
-        out.append(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_insert AFTER INSERT ON {t} BEGIN "
-                   f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
-        out.append(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_update AFTER UPDATE OF {', '.join(cols)} ON {t} BEGIN "
-                   f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
-    return "\n".join(out)
+        conn.execute(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_insert AFTER INSERT ON {t} BEGIN "
+                     f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
+        conn.execute(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_update AFTER UPDATE OF {', '.join(cols)} ON {t} BEGIN "
+                     f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
 
 
 def create_schema(conn: sqlite3.Connection, ddl: str) -> None:
@@ -136,15 +135,16 @@ def create_schema(conn: sqlite3.Connection, ddl: str) -> None:
     for statement in ddl.split(";"):
         if statement.strip():
             conn.execute(statement)
-    for statement in checksum_triggers(conn).splitlines():
-        conn.execute(statement)
+    add_checksum_triggers(conn)
 
 
-def expected_schema(with_faces: bool) -> set[tuple]:
+@functools.cache
+def expected_schema(with_faces: bool) -> frozenset[tuple]:
+    """The schema this version creates (built once per process in an in-memory database)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     register_checksums(conn)
     create_schema(conn, SCHEMA + (FACE_SCHEMA if with_faces else ""))
-    schema = schema_of(conn)
+    schema = frozenset(schema_of(conn))
     conn.close()
     return schema
 
@@ -226,8 +226,7 @@ class Catalog:
         with self.transaction():
             for t in user_tables(self.conn):
                 self.conn.execute(f"ALTER TABLE {t} ADD COLUMN {CRC} INTEGER")
-            for statement in checksum_triggers(self.conn).splitlines():
-                self.conn.execute(statement)
+            add_checksum_triggers(self.conn)
             for t in user_tables(self.conn):
                 self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
             self.set_meta("schema_version", str(SCHEMA_VERSION))

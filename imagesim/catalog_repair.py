@@ -56,8 +56,7 @@ def repair(catalog: Catalog) -> RepairReport:
         with catalog.transaction():
             for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
                 conn.execute(f'DROP TRIGGER "{name}"')
-            for statement in cat.checksum_triggers(conn).splitlines():
-                conn.execute(statement)
+            cat.add_checksum_triggers(conn)
         if cat.schema_of(conn) != cat.expected_schema(catalog.has_face_tables()):
             raise StoreError(f"the catalog's schema is not one this imagesim made: {remedy}")
         with catalog.transaction():
