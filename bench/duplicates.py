@@ -178,9 +178,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     per_edit = args.per_edit or (30 if args.quick else 120)
 
-    from imagesim.duplicates import Thresholds, group_vectors, is_duplicate
     from imagesim.encoders.dup import DupEncoder
-    from imagesim.vectors import VectorIndex
+    from imagesim.search.duplicates import Thresholds, group_vectors, is_duplicate
+    from imagesim.store.vectors import VectorIndex
 
     paths = flower_photos()
     if not paths:

@@ -217,8 +217,8 @@ for line in sys.stdin:
 
 
 def _damage(db: Path, kind: str, rng: random.Random) -> None:
-    from imagesim.catalog import register_checksums
-    from imagesim.vectors import file_crc32
+    from imagesim.store.schema import register_checksums
+    from imagesim.store.vectors import file_crc32
 
     (graph,) = db.glob("content.*.hnsw")
     raw = bytearray(graph.read_bytes())
@@ -333,7 +333,7 @@ def open_cost(sizes: tuple[int, ...] = (10_000, 100_000), rounds: int = 3) -> li
     """Seconds to open a catalog of N photos (3 spaces: 512-, 216- and 160-d), split into its checks."""
     import numpy as np
 
-    from imagesim.catalog import CATALOG_NAME, Catalog
+    from imagesim.store.catalog import CATALOG_NAME, Catalog
 
     out = []
     rng = np.random.default_rng(0)

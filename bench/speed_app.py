@@ -39,8 +39,7 @@ def synthetic_gallery(db: Path, n: int, spec: Any, encoder: Any, seed: int = 0) 
     """A database of `n` photos whose content vectors are clustered random unit vectors (no decoding needed)."""
     from dataclasses import asdict
 
-    from imagesim.search import MODEL_META_KEY
-    from imagesim.store import Store
+    from imagesim.store import MODEL_META_KEY, Store
 
     rng = np.random.default_rng(seed)
     store = Store.open(db, create=True, threads=2)

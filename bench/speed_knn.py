@@ -93,7 +93,7 @@ def one(n: int, m: int, efc: int, efs: list[int], n_queries: int, threads: int) 
     import tempfile
 
     from imagesim import vectors
-    from imagesim.vectors import VectorIndex
+    from imagesim.store.vectors import VectorIndex
 
     base = clustered(n, seed=1)
     queries = clustered(n_queries, seed=2)
@@ -131,7 +131,7 @@ def run_one(n: int, m: int, efc: int, efs: list[int] | tuple[int, ...], n_querie
 
 def crossover(sizes: list[int], n_queries: int, threads: int = 2) -> list[dict[str, Any]]:
     """Exact search vs HNSW (current parameters) on the same growing collection: where does HNSW start to win?"""
-    from imagesim.vectors import VectorIndex
+    from imagesim.store.vectors import VectorIndex
 
     base = clustered(max(sizes), seed=3)
     queries = clustered(n_queries, seed=4)

@@ -11,6 +11,13 @@ from pathlib import Path
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "datacomp_xl_s13b_b90k"
 PRECISIONS = ("auto", "fp32", "bf16")  # arithmetic of the image model (Settings.precision)
+# Every default is declared here once; the modules that use one take it as an argument.
+BATCH_SIZE = 32
+# Collections up to this size are searched exactly: up to ~5k vectors brute force is as fast as HNSW with recall
+# 1.0; above it HNSW pulls ahead (20k: exact 0.64 ms vs HNSW 0.28 ms p50). See docs/speed.md.
+EXACT_SEARCH_MAX = 5_000
+# Commit to the catalog at least this often (seconds) so an interrupted run loses little work.
+COMMIT_EVERY_S = 10.0
 
 
 def default_threads() -> int:
@@ -48,14 +55,11 @@ class Settings:
     db: Path
     model: ModelSpec | None = None  # None: use the model the database was built with
     threads: int = field(default_factory=default_threads)
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     # "auto": bf16 image tower where the CPU has AVX512-BF16/AMX (about 3x faster, cosine >= 0.999 to fp32), else fp32
     precision: str = "auto"
-    # Collections up to this size are searched exactly: up to ~5k vectors brute force is as fast as HNSW with recall
-    # 1.0; above it HNSW pulls ahead (20k: exact 0.64 ms vs HNSW 0.28 ms p50). See docs/speed.md.
-    exact_search_max: int = 5_000
-    # Commit to the catalog at least this often (seconds) so an interrupted run loses little work.
-    commit_every_s: float = 10.0
+    exact_search_max: int = EXACT_SEARCH_MAX
+    commit_every_s: float = COMMIT_EVERY_S
 
     @staticmethod
     def for_db(db: str | os.PathLike[str], **kwargs: object) -> Settings:

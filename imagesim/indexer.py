@@ -10,29 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .catalog import CATALOG_NAME
-from .config import ModelSpec, Settings
+from .config import BATCH_SIZE, COMMIT_EVERY_S, ModelSpec, Settings, default_threads
 from .encoders import WEIGHT_FREE, Encoder
 from .errors import ImageError, ImagesimError
+from .faces.people import People
+from .faces.store import FaceStage, configure_faces, faces_version
 from .images import find_images, load_image, read_bytes
-from .store import Store
-
-if TYPE_CHECKING:
-    from .facestore import FaceStage
+from .store import CATALOG_NAME, MODEL_META_KEY, Store
+from .store.catalog import ContentReader
 
 SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
 
@@ -79,8 +75,9 @@ class _Item:
 
 
 def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoders: Sequence[Encoder], *,
-                  rebuild: bool = False, batch_size: int = 32, threads: int = 2, commit_every_s: float = 10.0,
-                  progress: bool | None = None, faces: FaceStage | None = None) -> IndexReport:
+                  rebuild: bool = False, batch_size: int = BATCH_SIZE, threads: int | None = None,
+                  commit_every_s: float = COMMIT_EVERY_S, progress: bool | None = None,
+                  faces: FaceStage | None = None) -> IndexReport:
     """Bring the catalog and graphs up to date with the photos below `roots` (and their faces, given `faces`)."""
     start = time.perf_counter()
     root_paths = _check_roots(roots)
@@ -123,7 +120,8 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
 
-        _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size, threads, commit_every_s,
+        _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size,
+                  default_threads() if threads is None else threads, commit_every_s,
                   progress, faces, needs_faces).run(todo)
 
         removed_ok = [p for p in gone if known[p].status == "ok"]
@@ -174,8 +172,7 @@ class _Pipeline:
         # One decode serves every step: the face detector needs more pixels than CLIP, which resizes anyway.
         sizes = [e.input_size or 0 for e in encoders] + ([faces.input_size] if faces is not None else [])
         self.draft = max(sizes, default=0) or None
-        self.local = threading.local()
-        self.db_path = store.folder / CATALOG_NAME
+        self.contents = ContentReader(store.folder / CATALOG_NAME)
 
     def run(self, todo: list[_Item]) -> None:
         if not todo:
@@ -225,7 +222,7 @@ class _Pipeline:
         try:
             data = read_bytes(item.path)
             item.sha256 = hashlib.sha256(data).hexdigest()
-            cid = self._known_content(item.sha256)
+            cid = self.contents.content_id(item.sha256)
             if cid is not None and cid not in self.needs_vectors and cid not in self.needs_faces:
                 item.content_id = cid
                 return item
@@ -235,14 +232,6 @@ class _Pipeline:
         except ImageError as exc:
             item.error = exc.reason
         return item
-
-    def _known_content(self, sha256: str) -> int | None:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
-            self.local.conn = conn
-        row = conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
-        return int(row[0]) if row else None
 
     # ---- the calling thread ----------------------------------------------------------------------------------------
 
@@ -323,8 +312,6 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
     import json
     from dataclasses import asdict
 
-    from .search import MODEL_META_KEY
-
     _check_roots(roots)  # fail on a typo before loading a model
     store = Store.open(settings.db, create=True, threads=settings.threads, exact_max=settings.exact_search_max)
     try:
@@ -336,16 +323,12 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
             encoders = [content_encoder or create_encoder("clip", spec=spec, threads=settings.threads,
                                                           precision=settings.precision)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
-        from .facestore import configure_faces, faces_version
-
         stage = configure_faces(store, faces, face_detector)
         faces_before = faces_version(store.catalog) if stage is not None else None
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
                                threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,
                                faces=stage)
         if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
-            from .people import People
-
             People(store).cluster()
         with store.catalog.transaction():
             store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagesim.faces import DIM, FaceAnalyzer, FaceDetector, FaceEmbedder
+from imagesim.faces.detect import DIM, FaceAnalyzer, FaceDetector, FaceEmbedder
 
 PALETTE = [(220, 40, 40), (40, 200, 40), (40, 40, 220), (230, 220, 40), (200, 40, 200)]
 GREY = (128, 128, 128)
@@ -114,9 +114,9 @@ def write_face_photo(path: Path, people: Sequence[int], **kwargs: Any) -> Path:
 def index_with_fakes(db: Path, roots: Sequence[Path], encoders: Sequence[Any],
                      analyzer: FaceAnalyzer | None = None) -> Any:
     """`imagesim index --faces` with fake face models: index, cluster, close; return the IndexReport."""
-    from imagesim.facestore import FaceStage, configure_faces
+    from imagesim.faces.people import People
+    from imagesim.faces.store import FaceStage, configure_faces
     from imagesim.indexer import index_gallery
-    from imagesim.people import People
     from imagesim.store import Store
 
     store = Store.open(db, create=True)

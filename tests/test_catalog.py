@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagesim.catalog import CATALOG_NAME, SCHEMA_VERSION, Catalog, row_crc
 from imagesim.cli import main
 from imagesim.config import ModelSpec, Settings
 from imagesim.encoders import Encoder
@@ -16,6 +15,8 @@ from imagesim.errors import StoreError
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
 from imagesim.store import Store
+from imagesim.store.catalog import CATALOG_NAME, Catalog
+from imagesim.store.schema import SCHEMA_VERSION, row_crc
 from tests.facefakes import index_with_fakes, write_face_photo
 from tests.photos import write_gallery
 

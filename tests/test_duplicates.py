@@ -13,11 +13,11 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from imagesim.cli import main
 from imagesim.config import Settings
-from imagesim.duplicates import Thresholds, _split_chains, group_vectors, is_duplicate
 from imagesim.encoders import create_encoder
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
-from imagesim.vectors import VectorIndex
+from imagesim.search.duplicates import Thresholds, _split_chains, group_vectors, is_duplicate
+from imagesim.store.vectors import VectorIndex
 from tests.photos import photo
 
 

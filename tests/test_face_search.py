@@ -9,7 +9,7 @@ import pytest
 
 from imagesim.encoders import Encoder
 from imagesim.errors import ImagesimError, NoFaceFound
-from imagesim.face_search import search_faces
+from imagesim.faces.search import search_faces
 from imagesim.search import Gallery
 from imagesim.store import Store
 from tests.facefakes import face_photo, fake_analyzer, index_with_fakes, write_face_photo

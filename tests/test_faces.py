@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagesim.faces import TOLERANCE, FaceAnalyzer, FaceDetector, face_distance, models_dir, verdict
+from imagesim.faces.detect import TOLERANCE, FaceAnalyzer, FaceDetector, face_distance, models_dir, verdict
 from imagesim.images import load_image
 from tests.facefakes import FakeEmbedder, FakeHog, face_photo
 

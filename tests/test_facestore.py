@@ -11,7 +11,7 @@ from PIL import Image
 
 from imagesim.config import Settings
 from imagesim.encoders import Encoder
-from imagesim.facestore import FACES, face_rows, face_settings
+from imagesim.faces.store import FACES, face_rows, face_settings
 from imagesim.indexer import run_index
 from imagesim.store import Store
 from tests.facefakes import fake_analyzer, index_with_fakes, write_face_photo

@@ -15,8 +15,8 @@ from imagesim.encoders import create_encoder
 from imagesim.encoders.style import BLOCKS, StyleEncoder
 from imagesim.errors import ImagesimError
 from imagesim.indexer import run_index
-from imagesim.looks import explain
 from imagesim.search import Gallery
+from imagesim.search.looks import explain
 from tests.photos import photo
 
 # ---- looks made on the spot -----------------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from tests.photos import photo, write_gallery, write_photo
 
 gr = pytest.importorskip("gradio")
 
-from ui import api  # noqa: E402
-from ui.app import WORK_LIMIT, build_demo, launch_options  # noqa: E402
-from ui.handlers import Handlers  # noqa: E402
-from ui.thumbs import NotInGallery, Thumbnails, draw_boxes  # noqa: E402
+from imagesim_ui import api  # noqa: E402
+from imagesim_ui.app import WORK_LIMIT, build_demo, launch_options  # noqa: E402
+from imagesim_ui.handlers import Handlers  # noqa: E402
+from imagesim_ui.thumbs import NotInGallery, Thumbnails, draw_boxes  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -208,8 +208,7 @@ def test_index_now_adds_new_photos_and_queries_keep_working(site: Site, tiny_enc
 
 def test_upload_that_pillow_cannot_open_reaches_the_handler(tmp_path: Path) -> None:
     from gradio.data_classes import ImageData
-
-    from ui.app import photo_input
+    from imagesim_ui.app import photo_input
 
     fake = tmp_path / "notes.jpg"
     fake.write_text("not a photo")
@@ -564,9 +563,10 @@ def test_api_payloads_naming_server_files_are_refused(server: str, site: Site) -
 
 def test_hostile_uploads_get_one_line_or_results(site: Site, tmp_path: Path) -> None:
     """Every hostile or odd file through the upload handler and the /search API: results or one readable line."""
+    from imagesim_ui import api
+
     from imagesim.errors import ImagesimError
     from tests.hostile import EXPECTED, write_hostile_files
-    from ui import api
 
     for name, path in write_hostile_files(tmp_path / "up").items():
         out = site.handlers.search_photo(str(path))

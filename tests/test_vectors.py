@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from imagesim.errors import StoreError
-from imagesim.vectors import VectorIndex
+from imagesim.store.vectors import VectorIndex
 
 
 def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_crafted_header_with_matching_checksum_is_refused(tmp_path: Path) -> Non
     """Even if someone rewrote the catalog's checksum too, an impossible header never reaches hnswlib."""
     from dataclasses import replace
 
-    from imagesim.vectors import file_crc32
+    from imagesim.store.vectors import file_crc32
 
     _, state = _saved(tmp_path)
     path = tmp_path / state.filename
@@ -140,7 +140,7 @@ def test_crafted_header_with_matching_checksum_is_refused(tmp_path: Path) -> Non
 
 
 def test_label_set_behaves_like_a_set() -> None:
-    from imagesim.vectors import LabelSet
+    from imagesim.store.vectors import LabelSet
 
     s = LabelSet([5, 3, 3, 9])
     assert len(s) == 3 and list(s) == [3, 5, 9] and 5 in s and 4 not in s and -1 not in s and 10**9 not in s

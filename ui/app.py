@@ -1,9 +1,9 @@
 """The imagesim web page: `build_demo(gallery)` lays out the Gradio Blocks and wires the handlers; `serve` runs it.
 
-The page talks to `ui.handlers` (plain functions) and the public API to `ui.api`; this module only connects them to
-components. Every UI event is private (not in the API docs, not callable by gradio_client); the three named API
-endpoints are the only public ones. All searching shares one concurrency group sized for a 2-core machine, and
-indexing has its own group of one.
+The page talks to `imagesim_ui.handlers` (plain functions) and the public API to `imagesim_ui.api`; this module only
+connects them to components. Every UI event is private (not in the API docs, not callable by gradio_client); the
+three named API endpoints are the only public ones. All searching shares one concurrency group sized for a 2-core
+machine, and indexing has its own group of one.
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ class Handlers:
     def people(self) -> Outcome:
         """Named clusters, each with a face thumbnail."""
         try:
-            from imagesim.people import People  # type: ignore[import-not-found]
+            from imagesim.faces.people import People  # type: ignore[import-not-found]
 
             book = People(self.gallery.store)
             items = []
@@ -193,7 +193,7 @@ class Handlers:
         if not name:
             return Outcome(message="type a name")
         try:
-            from imagesim.people import People  # type: ignore[import-not-found]
+            from imagesim.faces.people import People  # type: ignore[import-not-found]
 
             People(self.gallery.store).rename(person["id"], name)
         except Exception as exc:  # noqa: BLE001

@@ -3,12 +3,10 @@ graph files. It is the source of truth: one transaction commits a batch of files
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
-import struct
+import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,150 +14,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StoreError
+from ..errors import StoreError
+from .schema import (
+    CRC,
+    SCHEMA,
+    SCHEMA_VERSION,
+    add_checksum_triggers,
+    crc_call,
+    create_schema,
+    damaged,
+    data_columns,
+    expected_schema,
+    present_sets,
+    register_checksums,
+    schema_of,
+    table_set_ddl,
+    user_tables,
+)
 from .vectors import IndexFileState
 
-SCHEMA_VERSION = 2  # 2: row checksums
 CATALOG_NAME = "catalog.sqlite"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL, _crc INTEGER);
-CREATE TABLE IF NOT EXISTS roots(path TEXT PRIMARY KEY, _crc INTEGER);
-CREATE TABLE IF NOT EXISTS contents(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sha256 TEXT NOT NULL UNIQUE,
-    width INTEGER, height INTEGER, _crc INTEGER);
-CREATE TABLE IF NOT EXISTS files(
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    content_id INTEGER REFERENCES contents(id),
-    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-    error TEXT,
-    indexed_at REAL NOT NULL, _crc INTEGER);
-CREATE INDEX IF NOT EXISTS files_by_content ON files(content_id);
-CREATE TABLE IF NOT EXISTS spaces(
-    name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, description TEXT NOT NULL, dim INTEGER NOT NULL,
-    created_at REAL NOT NULL, _crc INTEGER);
-CREATE TABLE IF NOT EXISTS vectors(
-    space TEXT NOT NULL, label INTEGER NOT NULL, content_id INTEGER NOT NULL, vector BLOB NOT NULL, _crc INTEGER,
-    PRIMARY KEY (space, label));
-CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors(content_id, space);
-CREATE TABLE IF NOT EXISTS index_files(
-    space TEXT PRIMARY KEY, generation INTEGER NOT NULL, filename TEXT NOT NULL, size INTEGER NOT NULL,
-    crc32 INTEGER NOT NULL, elements INTEGER NOT NULL, labels_sum INTEGER NOT NULL, fingerprint TEXT NOT NULL,
-    _crc INTEGER);
-"""
-
-# The face tables exist only in databases with faces turned on (see facestore).
-FACE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS people(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, created_at REAL NOT NULL, _crc INTEGER);
-CREATE TABLE IF NOT EXISTS faces(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
-    left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
-    score REAL NOT NULL,
-    descriptor BLOB NOT NULL,
-    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL, _crc INTEGER);
-CREATE INDEX IF NOT EXISTS faces_by_content ON faces(content_id);
-CREATE INDEX IF NOT EXISTS faces_by_person ON faces(person_id);
-CREATE TABLE IF NOT EXISTS face_scans(
-    content_id INTEGER PRIMARY KEY REFERENCES contents(id) ON DELETE CASCADE, faces INTEGER NOT NULL, _crc INTEGER);
-CREATE TABLE IF NOT EXISTS face_marks(
-    sha256 TEXT NOT NULL, left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    is_person INTEGER NOT NULL, _crc INTEGER,
-    PRIMARY KEY (sha256, left, top, right, bottom, person_id));
-"""
-
-# Row checksums. SQLite keeps no page checksums, so damage that leaves its b-trees valid (a flipped byte inside a
-# vector, a path, a count) would go unnoticed. Every table has a `_crc` column that triggers keep equal to
-# row_crc(the row's other columns) on every insert and update, whatever code path writes; opening a catalog checks
-# every row against it (about 0.9 s per 100k photos), plus `PRAGMA integrity_check` for the b-trees and indexes and
-# the schema itself against the one this version creates.
-CRC = "_crc"
-CRC_FUNCTION = "imagesim_crc"
-
-
-def row_crc(*values: object) -> int:
-    """CRC32 of a row: each value type-tagged and length-prefixed, so different rows never share an encoding."""
-    parts = []
-    for v in values:
-        if v is None:
-            parts.append(b"n")
-        elif isinstance(v, int):
-            parts.append(b"i" + v.to_bytes(8, "little", signed=True))
-        elif isinstance(v, float):
-            parts.append(b"f" + struct.pack("<d", v))
-        else:
-            raw = v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v)  # type: ignore[arg-type]
-            parts.append((b"t" if isinstance(v, str) else b"b") + len(raw).to_bytes(8, "little") + raw)
-    return zlib.crc32(b"".join(parts))
-
-
-def register_checksums(conn: sqlite3.Connection) -> None:
-    """Make the checksum function known to a connection; any connection that writes to a catalog needs it."""
-    conn.create_function(CRC_FUNCTION, -1, row_crc, deterministic=True)
-
-
-def user_tables(conn: sqlite3.Connection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-
-
-def data_columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1] != CRC]
-
-
-def crc_call(columns: list[str], prefix: str = "") -> str:
-    # Text goes in as hex: damaged text need not be UTF-8, and Python could not even receive it. No other type
-    # arrives as str, so the types stay apart (a text/blob flip is one bit of a record header).
-    args = ", ".join(f"CASE WHEN typeof({prefix}{c})='text' THEN hex({prefix}{c}) ELSE {prefix}{c} END"
-                     for c in columns)
-    return f"{CRC_FUNCTION}({args})"
-
-
-def add_checksum_triggers(conn: sqlite3.Connection) -> None:
-    """Give every table the two triggers that keep `_crc` right (after insert, after update of any other column)."""
-    for t in user_tables(conn):
-        cols = data_columns(conn, t)
-        call = crc_call(cols, "NEW.")
-        conn.execute(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_insert AFTER INSERT ON {t} BEGIN "
-                     f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
-        conn.execute(f"CREATE TRIGGER IF NOT EXISTS {t}_crc_update AFTER UPDATE OF {', '.join(cols)} ON {t} BEGIN "
-                     f"UPDATE {t} SET {CRC}={call} WHERE rowid=NEW.rowid; END;")
-
-
-def create_schema(conn: sqlite3.Connection, ddl: str) -> None:
-    """Run table DDL and add the checksum triggers (callers wrap it in a transaction: never half a schema)."""
-    for statement in ddl.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    add_checksum_triggers(conn)
-
-
-@functools.cache
-def expected_schema(with_faces: bool) -> frozenset[tuple]:
-    """The schema this version creates (built once per process in an in-memory database)."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    register_checksums(conn)
-    create_schema(conn, SCHEMA + (FACE_SCHEMA if with_faces else ""))
-    schema = frozenset(schema_of(conn))
-    conn.close()
-    return schema
-
-
-def schema_of(conn: sqlite3.Connection) -> set[tuple]:
-    """What sqlite_master says, whitespace aside (the upgrade from schema 1 appends columns on the same line)."""
-    return {(kind, name, table, " ".join(sql.split()) if sql else sql)
-            for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")}
-
-
-def damaged(path: Path, exc: BaseException) -> StoreError:
-    """The one-line error for a catalog SQLite cannot read (or whose rows no longer decode)."""
-    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-    return StoreError(f"catalog {path} is damaged or not a catalog ({why}): run `imagesim repair --db {path.parent}`; "
-                      f"if that fails, move the folder away and index again")
+MODEL_META_KEY = "content_model"  # meta: the ModelSpec (JSON) the content space was built with
 
 
 @dataclass(frozen=True)
@@ -231,14 +106,15 @@ class Catalog:
                 self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
-    def has_face_tables(self) -> bool:
-        return "faces" in user_tables(self.conn)
+    def has_tables(self, table_set: str) -> bool:
+        """Whether this catalog holds a registered optional table set (e.g. "faces")."""
+        return table_set in present_sets(self.conn)
 
-    def ensure_face_tables(self) -> None:
-        """Create the face tables (idempotent; a database without faces never gets them)."""
-        if not self.has_face_tables():
+    def ensure_tables(self, table_set: str) -> None:
+        """Create a registered optional table set (idempotent; a catalog that never needs it never gets it)."""
+        if not self.has_tables(table_set):
             with self.transaction():
-                create_schema(self.conn, FACE_SCHEMA)
+                create_schema(self.conn, table_set_ddl(table_set))
 
     # ---- damage ----------------------------------------------------------------------------------------------------
 
@@ -249,7 +125,7 @@ class Catalog:
             if line != "ok":
                 yield line
                 return
-        if schema_of(conn) != expected_schema(self.has_face_tables()):
+        if schema_of(conn) != expected_schema(present_sets(conn)):
             yield "schema differs from the one this imagesim creates"
             return
         for table, rowid in self.bad_rows(limit):
@@ -366,6 +242,12 @@ class Catalog:
                 out.setdefault(int(cid), []).append(path)
         return out
 
+    def shared_contents(self) -> list[int]:
+        """Contents that more than one indexed file holds (byte-identical copies)."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT content_id FROM files WHERE status='ok' AND content_id IS NOT NULL "
+            "GROUP BY content_id HAVING COUNT(*) > 1")]
+
     def failed_files(self) -> list[tuple[str, str]]:
         rows = self.conn.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")
         return [(r[0], r[1]) for r in rows]
@@ -450,6 +332,22 @@ class Catalog:
                           "labels_sum, fingerprint) VALUES(?,?,?,?,?,?,?,?)",
                           (st.space, st.generation, st.filename, st.size, st.crc32, st.elements, st.labels_sum,
                            st.fingerprint))
+
+
+class ContentReader:
+    """Contents by SHA-256 from any thread (the indexer's readers): one read-only connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def content_id(self, sha256: str) -> int | None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+            self._local.conn = conn
+        row = conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
+        return int(row[0]) if row else None
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

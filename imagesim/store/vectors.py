@@ -18,13 +18,12 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-from .errors import StoreError
+from ..config import EXACT_SEARCH_MAX
+from ..errors import StoreError
 
 # From the recall/latency sweep (`python -m bench speed`, docs/speed.md): ef_construction 200 buys no recall over 100
 # on clustered 512-d vectors and halves the build rate; M=16 is the knee (M=24/32 cost 2-3x the build time for
 # +0.002 recall); ef=128 keeps recall@10 >= 0.99 at 100k for ~0.35 ms, leaving margin for 1M.
-# Below this many live vectors one numpy matmul beats the graph (bench speed: the crossover lies between 5k and 10k).
-EXACT_SEARCH_MAX = 5_000
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 128
@@ -45,7 +44,8 @@ class IndexFileState:
 
 
 class VectorIndex:
-    """Cosine k-NN over unit vectors with integer labels; exact below `exact_max` live items, HNSW above."""
+    """Cosine k-NN over unit vectors with integer labels; exact below `exact_max` live items, HNSW above (one numpy
+    matmul beats the graph there: the crossover lies between 5k and 10k, bench speed)."""
 
     def __init__(self, dim: int, *, threads: int = 1, exact_max: int = EXACT_SEARCH_MAX, capacity: int = 1024) -> None:
         self.dim = dim

@@ -10,9 +10,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import cli_faces
-from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS, ModelSpec, Settings, default_threads
-from .errors import ImagesimError
+from ..config import (
+    BATCH_SIZE,
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    EXACT_SEARCH_MAX,
+    PRECISIONS,
+    ModelSpec,
+    Settings,
+    default_threads,
+)
+from ..errors import ImagesimError
+from . import faces, people
 
 
 def default_db() -> str:
@@ -44,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     _add_model(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed every photo (needed after changing the model)")
-    p.add_argument("--batch-size", type=int, default=32, help="photos encoded together (default: 32)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"photos encoded together (default: {BATCH_SIZE})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the counts and failures")
-    cli_faces.add_index_flags(p)
+    faces.add_index_flags(p)
 
     p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
     p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
@@ -81,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
     _add_db(p)
-    cli_faces.add_parsers(sub, _add_db)
+    faces.add_parser(sub, _add_db)
+    people.add_parser(sub, _add_db)
     return parser
 
 
@@ -105,7 +116,7 @@ def model_spec(args: argparse.Namespace) -> ModelSpec | None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .indexer import run_index
+    from ..indexer import run_index
 
     settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size,
                                precision=args.precision)
@@ -121,7 +132,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search import Gallery
+    from ..search import Gallery
 
     if bool(args.image) == bool(args.text):
         raise ImagesimError("give either a photo or --text")
@@ -141,7 +152,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from .search import Gallery
+    from ..search import Gallery
 
     with Gallery.open(args.db) as gallery:
         if args.image:
@@ -167,7 +178,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .search import Gallery
+    from ..search import Gallery
 
     with Gallery.open(args.db) as gallery:
         info = gallery.status()
@@ -188,15 +199,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from .catalog import CATALOG_NAME
-    from .catalog_repair import open_for_repair, repair
-    from .store import Store
+    from ..store import CATALOG_NAME, Store
+    from ..store.repair import open_for_repair, repair
 
     folder = Path(args.db).expanduser().resolve()
     if not (folder / CATALOG_NAME).is_file():
         raise ImagesimError(f"no imagesim database at {folder}")
     catalog = open_for_repair(folder / CATALOG_NAME)
-    store = Store(folder, catalog)
+    store = Store(folder, catalog, threads=default_threads(), exact_max=EXACT_SEARCH_MAX)
     try:
         with store.writer():
             report = repair(catalog)
@@ -224,14 +234,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not (sep and user and password):
             raise ImagesimError("--auth takes USER:PASS, e.g. --auth alice:correct-horse")
         auth = (user, password)
-    from ui.app import serve  # gradio loads only for this command
+    from imagesim_ui.app import serve  # gradio loads only for this command
 
     serve(args.db, host=args.host, port=args.port, auth=auth, max_file_size=args.max_upload, threads=args.threads)
     return 0
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve,
-            "duplicates": cmd_duplicates, **cli_faces.COMMANDS}
+            "duplicates": cmd_duplicates, "faces": faces.cmd_faces, "people": people.cmd_people}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,34 +1,19 @@
-"""The `imagesim faces` and `imagesim people` commands (kept apart from cli.py; dlib loads inside the commands)."""
+"""The `imagesim people` command: list, show, name, merge, split, move and forget the people found."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .errors import ImagesimError
+from ..errors import ImagesimError
 
-
-def add_index_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("faces (opt-in, remembered for the database)")
-    g.add_argument("--faces", dest="faces", action="store_true", default=None,
-                   help="also find faces and group them into people (later runs keep it on)")
-    g.add_argument("--no-faces", dest="faces", action="store_false",
-                   help="stop indexing faces and delete every face, person and name from the database")
-    g.add_argument("--face-detector", choices=["hog", "cnn"],
-                   help="hog (default, fast) or cnn (dlib's CNN: finds turned faces HOG misses; seconds per photo "
-                        "on a CPU)")
+if TYPE_CHECKING:
+    from ..faces.people import People
 
 
-def add_parsers(sub: argparse._SubParsersAction, add_db: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser("faces", help="find the people of IMAGE elsewhere in the gallery")
-    p.add_argument("image", help="a photo (in the gallery or not)")
-    add_db(p)
-    p.add_argument("-k", type=int, default=10, help="matches per face (default: 10)")
-    p.add_argument("--json", action="store_true",
-                   help='print {"faces": [{"box", "matches": [{"path", "box", "distance", "same_person", '
-                        '"confidence"}]}]}')
-
+def add_parser(sub: argparse._SubParsersAction, add_db: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("people", help="the people found in the gallery: list, show, name, merge, split, move, forget")
     add_db(p)
     ps = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -58,28 +43,10 @@ def add_parsers(sub: argparse._SubParsersAction, add_db: Callable[[argparse.Argu
         action.add_argument("--db", default=argparse.SUPPRESS, help="database folder (as for `people`)")
 
 
-def cmd_faces(args: argparse.Namespace) -> int:
-    from .search import Gallery
-
-    with Gallery.open(args.db) as gallery:
-        results = gallery.faces(args.image, args.k)
-    if args.json:
-        print(json.dumps({"faces": [r.to_json() for r in results]}))
-        return 0
-    for n, result in enumerate(results, 1):
-        print(f"face {n} at {list(result.box)}:")
-        if not result.matches:
-            print("  no faces in the gallery yet")
-        for m in result.matches:
-            verdict = "same person" if m.same_person else "someone else"
-            print(f"  {m.distance:.3f}  {verdict:12s} ({m.confidence:6s})  {m.path}  {list(m.box)}")
-    return 0
-
-
 def cmd_people(args: argparse.Namespace) -> int:
-    from .facestore import wal_is_clean
-    from .people import People
-    from .store import Store
+    from ..faces.people import People
+    from ..faces.store import wal_is_clean
+    from ..store import Store
 
     store = Store.open(args.db)
     try:
@@ -113,10 +80,7 @@ def cmd_people(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(people: object, args: argparse.Namespace) -> int:
-    from .people import People
-
-    assert isinstance(people, People)
+def _show(people: People, args: argparse.Namespace) -> int:
     if args.action == "list":
         everyone = people.list()
         if args.json:
@@ -135,6 +99,3 @@ def _show(people: object, args: argparse.Namespace) -> int:
     for f in faces:
         print(f"  face {f.face_id:6d}  {list(f.box)}  {', '.join(f.paths) or '(photo gone)'}")
     return 0
-
-
-COMMANDS = {"faces": cmd_faces, "people": cmd_people}

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .encoders.style import BLOCKS, SIDE, StyleEncoder
-from .errors import ImagesimError, ModelError
-from .images import load_image
+from ..encoders.style import BLOCKS, SIDE, StyleEncoder
+from ..errors import ImagesimError, ModelError
+from ..images import load_image
+from ..store import Store
+from .results import Match, Query
 
-if TYPE_CHECKING:
-    from .search import Gallery, Match, Query
+ContentVector = Callable[[Query], np.ndarray]  # the content vector of a query, as a content search computes it
 
 STYLE = "style"
 CONTENT = "content"
@@ -33,33 +32,34 @@ BLOCK_THRESHOLDS = {"colour": (0.45, 0.25), "tone": (0.7, 0.5), "texture": (0.6,
 CONTENT_SAME, CONTENT_SIMILAR = 0.92, 0.75  # CLIP image-image cosine: near-identical scene / same kind of thing
 
 
-def look_search(gallery: Gallery, query: Query, k: int, *, mode: str, style_weight: float) -> list[Match]:
+def look_search(store: Store, query: Query, k: int, *, mode: str, style_weight: float,
+                content_vector: ContentVector) -> list[Match]:
     """Style (mode="style") or blended (mode="blend") search; every Match carries both scores and `why`."""
     if mode not in ("style", "blend"):
         raise ImagesimError(f"unknown search mode {mode!r}: use content, style or blend")
     if not 0.0 <= style_weight <= 1.0:
         raise ImagesimError(f"--style-weight must be between 0 and 1, not {style_weight}")
-    if not gallery.has_space(STYLE):
-        raise ImagesimError(f"{gallery.store.folder} has no style vectors yet: run `imagesim index` again to add them")
+    if not store.has_space(STYLE):
+        raise ImagesimError(f"{store.folder} has no style vectors yet: run `imagesim index` again to add them")
     weight = 1.0 if mode == "style" else float(style_weight)
     k = max(0, int(k))
-    gallery.store.refresh()
+    store.refresh()
     enc = StyleEncoder()
-    style_q, content_q = _query_vectors(gallery, query, enc, need_content=True)
+    style_q, content_q = _query_vectors(store, query, enc, content_vector)
     if content_q is None and weight < 1.0:
         raise ImagesimError("blend search needs the content model; its weights are not available here")
     n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k)
     labels: set[int] = set()
     if weight > 0.0:
-        labels.update(gallery.store.search(STYLE, style_q[None, :], n)[0][0].tolist())
+        labels.update(store.search(STYLE, style_q[None, :], n)[0][0].tolist())
     if weight < 1.0 and content_q is not None:
-        labels.update(gallery.store.search(CONTENT, content_q[None, :], n)[0][0].tolist())
+        labels.update(store.search(CONTENT, content_q[None, :], n)[0][0].tolist())
     if not labels:
         return []
     cand = np.asarray(sorted(labels), dtype=np.int64)
-    with gallery.store.lock:
-        s_labels, s_vecs = gallery.store.catalog.vectors(STYLE, cand.tolist(), dim=enc.dim)
-        c_labels, c_vecs = (gallery.store.catalog.vectors(CONTENT, cand.tolist()) if content_q is not None
+    with store.lock:
+        s_labels, s_vecs = store.catalog.vectors(STYLE, cand.tolist(), dim=enc.dim)
+        c_labels, c_vecs = (store.catalog.vectors(CONTENT, cand.tolist()) if content_q is not None
                             else (np.zeros(0, np.int64), np.zeros((0, 1), np.float32)))
     style_scores = dict(zip(s_labels.tolist(), (s_vecs @ style_q).tolist(), strict=True))
     content_scores = dict(zip(c_labels.tolist(), (c_vecs @ content_q).tolist(), strict=True)) if len(c_labels) else {}
@@ -72,16 +72,14 @@ def look_search(gallery: Gallery, query: Query, k: int, *, mode: str, style_weig
         return weight * s + (1.0 - weight) * c if content_scores else s
 
     ranked = sorted((lb for lb in cand.tolist() if lb in style_scores), key=lambda lb: (-combined(lb), lb))
-    return _expand(gallery, ranked[:k], k, combined, style_scores, content_scores, block_of)
+    return _expand(store, ranked[:k], k, combined, style_scores, content_scores, block_of)
 
 
-def _expand(gallery: Gallery, ranked: list[int], k: int, combined: Callable[[int], float],
+def _expand(store: Store, ranked: list[int], k: int, combined: Callable[[int], float],
             style_scores: dict[int, float], content_scores: dict[int, float],
             block_of: dict[int, dict[str, float]]) -> list[Match]:
-    from .search import Match
-
-    with gallery.store.lock:
-        paths = gallery.store.catalog.paths_for(ranked)
+    with store.lock:
+        paths = store.catalog.paths_for(ranked)
     out: list[Match] = []
     for lb in ranked:
         c = content_scores.get(lb)
@@ -119,23 +117,23 @@ def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _query_vectors(gallery: Gallery, query: Query, enc: StyleEncoder,
-                   need_content: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _query_vectors(store: Store, query: Query, enc: StyleEncoder,
+                   content_vector: ContentVector) -> tuple[np.ndarray, np.ndarray | None]:
     """(style, content) vectors of the query: stored ones for an unchanged gallery file, else computed.
 
-    The content vector comes from `Gallery.vector`, exactly as a content search computes it, so blend at weight 0
-    ranks like content search.
+    The content vector comes from `content_vector` (`Gallery.vector`), exactly as a content search computes it, so
+    blend at weight 0 ranks like content search.
     """
     style = None
     if isinstance(query, (str, os.PathLike)):
-        style = gallery._stored_vector(Path(query), STYLE)
+        style = store.stored_vector(query, STYLE)
     if style is None:
         img = query if isinstance(query, Image.Image) else load_image(query, draft_size=SIDE)
         style = enc.embed_images([img])[0]
     content = None
-    if need_content and gallery.has_space(CONTENT):
+    if store.has_space(CONTENT):
         try:
-            content = gallery.vector(query)
+            content = content_vector(query)
         except ModelError:
             content = None  # no content model here (e.g. offline): style search still works, without subject
     return style, content

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import catalog as cat
+from ..errors import StoreError
+from . import schema as cat
 from .catalog import Catalog
-from .errors import StoreError
+from .schema import present_sets, table_set
 
 # Giving up on a table after this many unreadable rowid ranges bounds the time spent on a shredded file.
 SALVAGE_FAILURE_BUDGET = 20_000
@@ -57,7 +58,7 @@ def repair(catalog: Catalog) -> RepairReport:
             for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
                 conn.execute(f'DROP TRIGGER "{name}"')
             cat.add_checksum_triggers(conn)
-        if cat.schema_of(conn) != cat.expected_schema(catalog.has_face_tables()):
+        if cat.schema_of(conn) != cat.expected_schema(present_sets(conn)):
             raise StoreError(f"the catalog's schema is not one this imagesim made: {remedy}")
         with catalog.transaction():
             for table, rowid in list(catalog.bad_rows()):
@@ -98,25 +99,21 @@ def _count(removed: dict[str, int], table: str, n: int) -> None:
 
 def _tidy(catalog: Catalog, removed: dict[str, int]) -> None:
     """After damaged rows went: drop whatever now points at nothing, so the catalog is whole again."""
-    rules = [
-        ("files", "content_id IS NOT NULL AND content_id NOT IN (SELECT id FROM contents)"),
-        ("vectors", "space NOT IN (SELECT name FROM spaces)"),
-        ("vectors", "space<>'faces' AND content_id NOT IN (SELECT id FROM contents)"),
-        ("index_files", "space NOT IN (SELECT name FROM spaces)"),
+    sets = [table_set(n) for n in present_sets(catalog.conn)]
+    own_labels = [sp for ts in sets for sp in ts.spaces]  # spaces whose labels are not content ids
+    not_own = "space NOT IN ({})".format(",".join("?" * len(own_labels))) if own_labels else "1"
+    rules: list[tuple[str, str, tuple]] = [
+        ("files", "content_id IS NOT NULL AND content_id NOT IN (SELECT id FROM contents)", ()),
+        ("vectors", "space NOT IN (SELECT name FROM spaces)", ()),
+        ("vectors", f"{not_own} AND content_id NOT IN (SELECT id FROM contents)", tuple(own_labels)),
+        ("index_files", "space NOT IN (SELECT name FROM spaces)", ()),
     ]
-    if catalog.has_face_tables():
-        rules += [  # a lost face is not looked for again: it may be one a user forgot (people forget)
-            ("faces", "content_id NOT IN (SELECT id FROM contents)"),
-            ("faces", "'faces' IN (SELECT name FROM spaces) AND id NOT IN (SELECT label FROM vectors WHERE "
-                      "space='faces')"),
-            ("vectors", "space='faces' AND label NOT IN (SELECT id FROM faces)"),
-            ("face_scans", "content_id NOT IN (SELECT id FROM contents)"),
-            ("face_marks", "person_id NOT IN (SELECT id FROM people)"),
-        ]
-    for table, where in rules:
-        _count(removed, table, catalog.conn.execute(f"DELETE FROM {table} WHERE {where}").rowcount)
-    if catalog.has_face_tables():  # a lost person leaves their faces unassigned (ON DELETE SET NULL)
-        catalog.conn.execute("UPDATE faces SET person_id=NULL WHERE person_id NOT IN (SELECT id FROM people)")
+    rules += [(table, where, ()) for ts in sets for table, where in ts.orphans]
+    for table, where, params in rules:
+        _count(removed, table, catalog.conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount)
+    for ts in sets:
+        for statement in ts.mend:
+            catalog.conn.execute(statement)
 
 
 def _mend_counters(conn: sqlite3.Connection) -> None:
@@ -135,13 +132,13 @@ def _salvage(catalog: Catalog) -> str:
         f.unlink(missing_ok=True)
     src = catalog.conn
     try:
-        faces = catalog.has_face_tables()
+        sets = present_sets(src)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"the catalog's schema cannot be read ({exc})") from None
     dst = sqlite3.connect(fresh, isolation_level=None)
     cat.register_checksums(dst)
     dst.execute("BEGIN")
-    cat.create_schema(dst, cat.SCHEMA + (cat.FACE_SCHEMA if faces else ""))
+    cat.create_schema(dst, cat.full_ddl(sets))
     for table in cat.user_tables(dst):
         _copy_table(src, dst, table, cat.data_columns(dst, table))
     try:

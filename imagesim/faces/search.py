@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .encoders import normalize
-from .errors import ImagesimError, NoFaceFound
-from .faces import Box, Face, FaceAnalyzer, face_distance, verdict
-from .facestore import FACES, analyzer_for, descriptors, face_rows, face_settings, has_schema
-from .images import load_image
-from .store import Store
+from ..encoders import normalize
+from ..errors import ImagesimError, NoFaceFound
+from ..images import load_image
+from ..store import Store
+from .detect import Box, Face, FaceAnalyzer, face_distance, verdict
+from .store import FACES, analyzer_for, descriptors, face_rows, face_settings, has_schema
 
 CANDIDATES = 4  # ask the cosine graph for this many times k, then re-rank by euclidean distance
 

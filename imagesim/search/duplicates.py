@@ -12,18 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .encoders.dup import DupEncoder
-from .errors import ImagesimError
-from .images import load_image
-
-if TYPE_CHECKING:
-    from .search import Gallery, Match, Query
+from ..encoders.dup import DupEncoder
+from ..errors import ImagesimError
+from ..images import load_image
+from ..store import Store
+from .results import Match, Query
 
 K = 8  # neighbours asked per photo: more near-copies of one photo than this still join through each other
 # Calibrated by bench/duplicates.py on flowers17 (threshold sweep in docs/benchmarks.md): the most edited copies
@@ -139,57 +136,53 @@ def _split_chains(group: list[int], vecs: np.ndarray, thresholds: Thresholds = T
 DUP = "dup"
 
 
-def _require_space(gallery: Gallery) -> None:
-    if not gallery.has_space(DUP):
-        raise ImagesimError(f"{gallery.store.folder} has no near-duplicate vectors yet: run `imagesim index` again "
+def _require_space(store: Store) -> None:
+    if not store.has_space(DUP):
+        raise ImagesimError(f"{store.folder} has no near-duplicate vectors yet: run `imagesim index` again "
                             "to add them")
 
 
-def gallery_groups(gallery: Gallery) -> list[list[str]]:
+def gallery_groups(store: Store) -> list[list[str]]:
     """Groups of absolute paths: files sharing one content (byte-identical) or near-duplicate contents."""
-    _require_space(gallery)
-    gallery.store.refresh()
+    _require_space(store)
+    store.refresh()
     enc = DupEncoder()
-    with gallery.store.lock:
-        labels, vectors = gallery.store.catalog.vectors(DUP, dim=enc.dim)
-        index = gallery.store.index(DUP)
+    with store.lock:
+        labels, vectors = store.catalog.vectors(DUP, dim=enc.dim)
+        index = store.index(DUP)
 
         def knn(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             return index.search(q, k)
 
         near = group_vectors(labels, vectors, knn) if len(labels) else []
         grouped = {lb for g in near for lb in g}
-        copies = [[cid] for cid, n in gallery.store.catalog.conn.execute(
-            "SELECT content_id, COUNT(*) FROM files WHERE status='ok' AND content_id IS NOT NULL "
-            "GROUP BY content_id HAVING COUNT(*) > 1") if cid not in grouped]
-        paths = gallery.store.catalog.paths_for([lb for g in near + copies for lb in g])
+        copies = [[cid] for cid in store.catalog.shared_contents() if cid not in grouped]
+        paths = store.catalog.paths_for([lb for g in near + copies for lb in g])
     out = [sorted(p for lb in g for p in paths.get(lb, [])) for g in near + copies]
     return sorted((g for g in out if len(g) > 1), key=lambda g: g[0])
 
 
-def find_in_gallery(gallery: Gallery, query: Query, k: int = 2 * K) -> list[Match]:
+def find_in_gallery(store: Store, query: Query, k: int = 2 * K) -> list[Match]:
     """Gallery files that are copies or near-duplicates of `query`, best first (the query file itself left out)."""
-    from .search import Match
-
-    _require_space(gallery)
-    gallery.store.refresh()
+    _require_space(store)
+    store.refresh()
     enc = DupEncoder()
     vec = None
     own_path = None
     if isinstance(query, (str, os.PathLike)):
         own_path = os.path.realpath(query)
-        vec = gallery._stored_vector(Path(query), DUP)
+        vec = store.stored_vector(query, DUP)
     if vec is None:
         img = query if isinstance(query, Image.Image) else load_image(query, draft_size=256)  # like indexing
         vec = enc.embed_images([img])[0]
-    labels, scores = gallery.store.search(DUP, vec[None, :], k)
+    labels, scores = store.search(DUP, vec[None, :], k)
     if not len(labels[0]):
         return []
-    with gallery.store.lock:
+    with store.lock:
         lb_list = labels[0].tolist()
-        got, vecs = gallery.store.catalog.vectors(DUP, lb_list, dim=enc.dim)
+        got, vecs = store.catalog.vectors(DUP, lb_list, dim=enc.dim)
         by_label = dict(zip(got.tolist(), vecs, strict=True))
-        paths = gallery.store.catalog.paths_for(lb_list)
+        paths = store.catalog.paths_for(lb_list)
     out: list[Match] = []
     for lb, score in zip(lb_list, scores[0].tolist(), strict=True):
         v = by_label.get(lb)

@@ -1,4 +1,7 @@
-"""Queries against a database: by photo, by text; results carry an absolute path and a cosine score."""
+"""`Gallery`: a database folder opened for queries by photo, text, look, duplicates and faces.
+
+The query modes live in their own modules (`looks`, `duplicates`, `imagesim.faces.search`); Gallery holds the
+loaded models and hands each mode the store and, where it needs one, the content vector function."""
 
 from __future__ import annotations
 
@@ -7,24 +10,23 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
-from .catalog import damaged
-from .config import ModelSpec, Settings
-from .encoders import Encoder
-from .errors import ImagesimError, ModelMismatch
-from .images import load_image
-from .store import Store
+from ..config import ModelSpec, Settings
+from ..encoders import Encoder
+from ..errors import ImagesimError, ModelMismatch
+from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search_faces
+from ..faces.store import face_count
+from ..images import load_image
+from ..store import MODEL_META_KEY, Store
+from ..store.schema import damaged
+from . import duplicates, looks
+from .results import Match, Query, expand
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from .face_search import FaceResult
 
 CONTENT = "content"
 _DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError)
@@ -40,29 +42,6 @@ def _catalog_errors(method: Callable[..., T]) -> Callable[..., T]:
             raise damaged(self.store.catalog.path, exc) from None
 
     return wrapper
-MODEL_META_KEY = "content_model"
-
-
-@dataclass(frozen=True)
-class Match:
-    """One gallery photo for a query. `score` is the cosine similarity (1.0 = same vector).
-
-    Style and blend searches also fill `content_score`, `style_score` and `why` (a short explanation).
-    """
-
-    path: str
-    score: float
-    content_score: float | None = None
-    style_score: float | None = None
-    why: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-Query = str | os.PathLike[str] | bytes | Image.Image
-
-
 class Gallery:
     """A database folder opened for search. The model loads on first need, so stored-photo queries need no torch."""
 
@@ -104,7 +83,7 @@ class Gallery:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from .encoders import create_encoder
+            from ..encoders import create_encoder
 
             spec = self.settings.model or self.model_spec() or ModelSpec()
             self._encoder = create_encoder("clip", spec=spec, threads=self.settings.threads,
@@ -129,24 +108,11 @@ class Gallery:
         if self.settings.model is not None:
             _ = self.encoder  # a model asked for explicitly must match the index, stored vector or not
         if isinstance(query, (str, os.PathLike)):
-            stored = self._stored_vector(Path(query))
+            stored = self.store.stored_vector(query, CONTENT)
             if stored is not None:
                 return stored
         img = query if isinstance(query, Image.Image) else load_image(query, draft_size=self.encoder.input_size)
         return self.encoder.embed_images([img])[0]
-
-    def _stored_vector(self, path: Path, space: str = CONTENT) -> np.ndarray | None:
-        try:
-            real = os.path.realpath(path)
-            st = os.stat(real)
-        except OSError:
-            return None
-        with self.store.lock:
-            row = self.store.catalog.file(real)
-            if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
-                return None
-            assert row.content_id is not None
-            return self.store.catalog.vector_for_content(space, row.content_id)
 
     @_catalog_errors
     def search(self, query: Query, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
@@ -157,29 +123,23 @@ class Gallery:
         """
         if mode == "content":
             return self.search_vector(self.vector(query), k)
-        from .looks import look_search
-
-        return look_search(self, query, k, mode=mode, style_weight=style_weight)
+        return looks.look_search(self.store, query, k, mode=mode, style_weight=style_weight,
+                                 content_vector=self.vector)
 
     @_catalog_errors
     def has_space(self, space: str) -> bool:
         """Whether the database holds vectors of `space` ("content", "style", "dup", ...)."""
-        with self.store.lock:
-            return self.store.catalog.space(space) is not None
+        return self.store.has_space(space)
 
     @_catalog_errors
     def duplicates(self) -> list[list[str]]:
         """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery."""
-        from .duplicates import gallery_groups
-
-        return gallery_groups(self)
+        return duplicates.gallery_groups(self.store)
 
     @_catalog_errors
     def find_duplicates(self, query: Query) -> list[Match]:
         """Gallery photos that are copies or near-duplicates of `query` ("is this already in my gallery?")."""
-        from .duplicates import find_in_gallery
-
-        return find_in_gallery(self, query)
+        return duplicates.find_in_gallery(self.store, query)
 
     @_catalog_errors
     def search_text(self, text: str, k: int = 10) -> list[Match]:
@@ -196,33 +156,19 @@ class Gallery:
         k = max(0, int(k))
         self.store.refresh()
         labels, scores = self.store.search(space, vector[None, :], k)
-        return self._expand(labels[0], scores[0], k)
-
-    def _expand(self, labels: np.ndarray, scores: np.ndarray, k: int) -> list[Match]:
-        """Content labels -> files: byte-identical copies each get a row with the same score."""
-        with self.store.lock:
-            paths = self.store.catalog.paths_for(labels.tolist())
-        out: list[Match] = []
-        for label, score in zip(labels.tolist(), scores.tolist(), strict=False):
-            for path in paths.get(label, []):
-                out.append(Match(path, round(float(min(1.0, max(-1.0, score))), 6)))
-        return out[:k]
+        return expand(self.store, labels[0], scores[0], k)
 
     @_catalog_errors
     def faces(self, query: Query, k: int = 10) -> list[FaceResult]:
         """Each face in `query` with the gallery photos of the nearest faces and a same-person verdict.
 
         Raises NoFaceFound when the photo shows no face, ImagesimError when faces are off for this database."""
-        from .face_search import analyzer_for_query, search_faces
-
         # The face models load once per Gallery (a UI process keeps one open), not once per query.
         self._face_analyzer = analyzer_for_query(self.store, self._face_analyzer)
         return search_faces(self.store, query, k, analyzer=self._face_analyzer)
 
     def faces_enabled(self) -> bool:
         """Whether this database indexes faces (`imagesim index --faces`)."""
-        from .face_search import faces_enabled
-
         return faces_enabled(self.store)
 
     @_catalog_errors
@@ -242,14 +188,5 @@ class Gallery:
                 "spaces": sorted(spaces),
                 "last_indexed": float(cat.meta("last_indexed") or 0) or None,
                 "faces_enabled": (enabled := self.faces_enabled()),
-                "faces": _face_count(cat) if enabled else None,  # faces found in the gallery
+                "faces": face_count(cat) if enabled else None,  # faces found in the gallery
             }
-
-
-def _face_count(catalog: Any) -> int:
-    from .facestore import faces_version
-
-    try:
-        return faces_version(catalog)[0]
-    except sqlite3.OperationalError:  # no faces table yet
-        return 0

@@ -19,13 +19,52 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .catalog import Catalog
-from .encoders import normalize
-from .faces import DIM, Box, Face, FaceAnalyzer, FaceDetector
-from .store import Store
+from ..encoders import normalize
+from ..store import Catalog, Store
+from ..store.schema import TableSet, register_tables
+from .detect import DIM, Box, Face, FaceAnalyzer, FaceDetector
 
 FACES = "faces"  # the vector space; labels are face ids
 META_KEY = "faces"  # JSON settings when faces are on for this database; absent when off
+TABLES = "faces"  # the optional table set below
+
+# The face tables exist only in databases with faces turned on; this module owns them (schema and queries).
+FACE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS people(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, created_at REAL NOT NULL, _crc INTEGER);
+CREATE TABLE IF NOT EXISTS faces(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+    left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
+    score REAL NOT NULL,
+    descriptor BLOB NOT NULL,
+    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL, _crc INTEGER);
+CREATE INDEX IF NOT EXISTS faces_by_content ON faces(content_id);
+CREATE INDEX IF NOT EXISTS faces_by_person ON faces(person_id);
+CREATE TABLE IF NOT EXISTS face_scans(
+    content_id INTEGER PRIMARY KEY REFERENCES contents(id) ON DELETE CASCADE, faces INTEGER NOT NULL, _crc INTEGER);
+CREATE TABLE IF NOT EXISTS face_marks(
+    sha256 TEXT NOT NULL, left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    is_person INTEGER NOT NULL, _crc INTEGER,
+    PRIMARY KEY (sha256, left, top, right, bottom, person_id));
+"""
+
+
+register_tables(TableSet(
+    name=TABLES, marker="faces", ddl=FACE_SCHEMA, spaces=(FACES,),
+    # what `imagesim repair` drops when it points at nothing: a lost face is not looked for again (it may be one a
+    # user forgot: people forget), and a lost person leaves their faces unassigned (ON DELETE SET NULL)
+    orphans=(
+        ("faces", "content_id NOT IN (SELECT id FROM contents)"),
+        ("faces", f"'{FACES}' IN (SELECT name FROM spaces) AND id NOT IN (SELECT label FROM vectors WHERE "
+                  f"space='{FACES}')"),
+        ("vectors", f"space='{FACES}' AND label NOT IN (SELECT id FROM faces)"),
+        ("face_scans", "content_id NOT IN (SELECT id FROM contents)"),
+        ("face_marks", "person_id NOT IN (SELECT id FROM people)"),
+    ),
+    mend=("UPDATE faces SET person_id=NULL WHERE person_id NOT IN (SELECT id FROM people)",),
+))
 
 # face_marks are the user's corrections: "this face is person P" (is_person=1) or "is not P" (0). They are keyed by
 # the photo's bytes and the box, not by face id, so they hold even when faces are detected anew (another detector,
@@ -42,12 +81,12 @@ class FaceRow:
 
 
 def ensure_schema(catalog: Catalog) -> None:
-    """Create the face tables if they are missing (their DDL is `catalog.FACE_SCHEMA`)."""
-    catalog.ensure_face_tables()
+    """Create the face tables if they are missing."""
+    catalog.ensure_tables(TABLES)
 
 
 def has_schema(catalog: Catalog) -> bool:
-    return catalog.has_face_tables()
+    return catalog.has_tables(TABLES)
 
 
 def face_settings(catalog: Catalog) -> dict | None:
@@ -96,6 +135,11 @@ def faces_version(catalog: Catalog) -> tuple[int, int]:
     """(count, highest id) of the faces: changes whenever a face is added or deleted."""
     row = catalog.conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM faces").fetchone()
     return int(row[0]), int(row[1])
+
+
+def face_count(catalog: Catalog) -> int:
+    """Faces found in the gallery (0 before the face tables exist)."""
+    return faces_version(catalog)[0] if has_schema(catalog) else 0
 
 
 def face_rows(catalog: Catalog, where: str = "", params: Sequence[object] = ()) -> list[FaceRow]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import ImagesimError, ModelError, NoFaceFound  # noqa: F401  (NoFaceFound: part of this API)
+from ..errors import ImagesimError, ModelError, NoFaceFound  # noqa: F401  (NoFaceFound: part of this API)
 
 DIM = 128
 # Verdicts on the euclidean distance between two descriptors (calibrated in docs/faces.md on faces-small).

@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from .errors import ImagesimError
-from .faces import Box, crop_box
-from .facestore import delete_faces, descriptors, face_rows, face_settings, has_schema, set_faces
-from .images import load_image
-from .store import Store
+from ..errors import ImagesimError
+from ..images import load_image
+from ..store import Store
+from .detect import Box, crop_box
+from .store import delete_faces, descriptors, face_rows, face_settings, has_schema, set_faces
 
 LINK = 0.55  # faces closer than this are linked for clustering: below the 0.6 verdict, so chains stay tight
 MIN_FACES = 2  # an uncorrected cluster needs this many faces to become a person (one-off faces stay unassigned)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import EXACT_SEARCH_MAX, default_threads
+from ..errors import ModelMismatch, NoIndex, StoreError
 from .catalog import CATALOG_NAME, Catalog
-from .errors import ModelMismatch, NoIndex, StoreError
-from .vectors import EXACT_SEARCH_MAX, VectorIndex
+from .vectors import VectorIndex
 
 LOCK_NAME = "index.lock"
 # Rebuild a graph on save when this share of its slots are deleted items (keeps memory and recall in check).
@@ -28,7 +29,7 @@ COMPACT_DELETED_SHARE = 0.2
 class Store:
     """Catalog + graphs of one database folder. Graphs load lazily, on first use of their space."""
 
-    def __init__(self, folder: Path, catalog: Catalog, *, threads: int = 1, exact_max: int = EXACT_SEARCH_MAX) -> None:
+    def __init__(self, folder: Path, catalog: Catalog, *, threads: int, exact_max: int) -> None:
         self.folder = folder
         self.catalog = catalog
         self.threads = threads
@@ -38,8 +39,11 @@ class Store:
         self.lock = threading.RLock()  # one thread at a time uses the connection and graphs
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], *, create: bool = False, threads: int = 1,
-             exact_max: int = EXACT_SEARCH_MAX) -> Store:
+    def open(cls, folder: str | os.PathLike[str], *, create: bool = False, threads: int | None = None,
+             exact_max: int | None = None) -> Store:
+        """Open a database folder; `threads` and `exact_max` default to `imagesim.config`'s (declared there only)."""
+        threads = default_threads() if threads is None else threads
+        exact_max = EXACT_SEARCH_MAX if exact_max is None else exact_max
         folder = Path(folder).expanduser().resolve()
         if not (folder / CATALOG_NAME).is_file():
             if not create:
@@ -194,6 +198,25 @@ class Store:
             path.unlink(missing_ok=True)
 
     # ---- queries -------------------------------------------------------------------------------------------------
+
+    def has_space(self, space: str) -> bool:
+        """Whether the database holds vectors of `space` ("content", "style", "dup", ...)."""
+        with self.lock:
+            return self.catalog.space(space) is not None
+
+    def stored_vector(self, path: str | os.PathLike[str], space: str) -> np.ndarray | None:
+        """The stored vector of a gallery file in `space`, when the file is indexed and unchanged since; else None."""
+        try:
+            real = os.path.realpath(path)
+            st = os.stat(real)
+        except OSError:
+            return None
+        with self.lock:
+            row = self.catalog.file(real)
+            if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
+                return None
+            assert row.content_id is not None
+            return self.catalog.vector_for_content(space, row.content_id)
 
     def search(self, space: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine scores) per query, best first; empty rows when the space holds nothing."""

@@ -1,0 +1,1 @@
+"""Faces: detection and descriptors (dlib), the face tables and their space, face queries, and people."""
