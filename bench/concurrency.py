@@ -50,7 +50,7 @@ def concurrency_trial(initial: int = 200, added: int = 2000, clients: int = 8, k
 
     from imagesim.config import ModelSpec
     from imagesim.encoders import create_encoder
-    from tests.photos import write_gallery
+    from tests.support.photos import write_gallery
 
     tmp = Path(tempfile.mkdtemp(prefix="imagesim-conc-"))
     gallery, db = tmp / "pics", tmp / "db"

@@ -31,7 +31,7 @@ def _index_rate(spec: ModelSpec, photos: list[Path], threads: int) -> tuple[floa
     pics.mkdir()
     for p in photos:
         shutil.copy(p, pics / f"{p.parent.name}_{p.name}")
-    encoder = create_encoder("clip", spec=spec, threads=threads)
+    encoder = create_encoder("clip", spec=spec, torch_threads=threads)
     t = time.perf_counter()
     report = run_index(Settings.for_db(tmp / "db", model=spec, threads=threads), [pics], encoders=[encoder],
                        progress=False)

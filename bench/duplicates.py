@@ -297,7 +297,7 @@ may disagree; 1.01 = never); "flagged" is the share of edited copies whose origi
               f"| {g['false_share']:.2%} | {g['edited_grouped_with_original']:.3f} | {g['flagged']:.3f} |"
               for (w, s, c, co, a), g in sweep.items())}
 
-Defaults (`imagesim/duplicates.py`): whole {Thresholds().whole}, structure {Thresholds().structure}, centre
+Defaults (`imagesim/search/duplicates.py`): whole {Thresholds().whole}, structure {Thresholds().structure}, centre
 {Thresholds().centre}, colour {Thresholds().colour}, structure alone {Thresholds().structure_alone}. Lower thresholds
 group more heavily cropped or rotated copies but start to join look-alike photos (one yellow flower in the middle
 of green leaves).

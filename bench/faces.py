@@ -54,7 +54,8 @@ def run_imagesim(analyzer: Any, photos: list[tuple[str, str, list[str]]]) -> tup
     """Index the distinct photos with faces on (no content model); return seconds and faces by sha.
 
     The models are loaded before the clock starts, as face_recognition loads its own at import."""
-    from imagesim.faces.store import FaceStage, configure_faces, descriptors, face_rows
+    from imagesim.faces.stage import FaceStage, configure_faces
+    from imagesim.faces.store import descriptors, face_rows
     from imagesim.indexer import index_gallery
     from imagesim.store import Store
 
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> int:
     photos = load_labels(folder)
     rounds = args.rounds or (1 if args.quick else 3)
     fr = import_face_recognition()
-    from imagesim.faces.detect import FaceAnalyzer
+    from imagesim.faces.analyze import FaceAnalyzer
     from imagesim.images import load_image
 
     analyzer = FaceAnalyzer()

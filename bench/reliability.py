@@ -93,17 +93,17 @@ def crash_trials(trials: int, photos: int, seed: int = 0) -> dict:
     from imagesim.config import ModelSpec, Settings
     from imagesim.encoders import create_encoder
     from imagesim.indexer import run_index
-    from tests.photos import write_photo
+    from tests.support.photos import write_photo
 
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="imagesim-crash-"))
     pics, db = tmp / "pics", tmp / "db"
     torch.manual_seed(0)
-    enc = create_encoder("clip", spec=ModelSpec(str(TINY), None), threads=1)
+    enc = create_encoder("clip", spec=ModelSpec(str(TINY), None), torch_threads=1)
     weights = tmp / "tiny.pt"
     torch.save(enc.model.state_dict(), weights)
     spec = ModelSpec(str(TINY), None, str(weights))
-    enc = create_encoder("clip", spec=spec, threads=1)
+    enc = create_encoder("clip", spec=spec)
     next_seed = 0
     for _ in range(photos):
         write_photo(pics / f"p{next_seed:05d}.jpg", next_seed)
@@ -275,7 +275,7 @@ def _dump(db: Path) -> str | None:
 def store_fuzz(trials: int, seed: int = 0, repair: bool = False) -> dict:
     from imagesim.config import ModelSpec, Settings
     from imagesim.indexer import run_index
-    from tests.photos import write_gallery
+    from tests.support.photos import write_gallery
 
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="imagesim-storefuzz-"))
@@ -388,7 +388,7 @@ print(f"{verdict}\\t{ms:.1f}\\t{rss:.0f}")
 
 
 def hostile_files(folder: Path) -> list[tuple[str, str, float, float]]:
-    from tests.hostile import write_hostile_files
+    from tests.support.hostile import write_hostile_files
 
     rows = []
     for name, path in write_hostile_files(folder).items():

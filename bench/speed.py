@@ -187,7 +187,7 @@ def _indexing_md(idx: dict[str, Any]) -> list[str]:
 def _knn_md(k: dict[str, Any], full: bool) -> list[str]:
     c = k["chosen"]
     lines = ["### b. k-NN queries (k=10, 512-d clustered unit vectors)", "",
-             f"Parameters in `imagesim/vectors.py`: M={c['M']}, ef_construction={c['ef_construction']}, "
+             f"Parameters in `imagesim/store/vectors.py`: M={c['M']}, ef_construction={c['ef_construction']}, "
              f"ef={c['ef']}. One query at a time through `VectorIndex.search`; recall@10 against exact search; build "
              "with 2 threads in chunks of 10k; RAM = RSS growth of a fresh process while building, after malloc_trim "
              "(hnswlib graph + label map + per-element locks + VectorIndex's label sets + a fixed ~4-5 MB of "

@@ -36,7 +36,7 @@ def encoders(threads: int = 2) -> dict[str, Any]:
     out = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        out[precision] = ClipEncoder(spec, threads=threads, precision=precision)
+        out[precision] = ClipEncoder(spec, precision=precision, torch_threads=threads)
     a = out["fp32"].model.visual.conv1.weight.to(torch.bfloat16)
     assert torch.equal(a, out["bf16"].model.visual.conv1.weight), "fp32 and bf16 encoders must share weights"
     return out

@@ -60,6 +60,9 @@ class Settings:
     precision: str = "auto"
     exact_search_max: int = EXACT_SEARCH_MAX
     commit_every_s: float = COMMIT_EVERY_S
+    # torch's thread pool is process-wide: the application sizes it (the `imagesim` command and `serve` pass their
+    # --threads here, applied when the model loads); None, the library default, leaves it as the process set it.
+    torch_threads: int | None = None
 
     @staticmethod
     def for_db(db: str | os.PathLike[str], **kwargs: object) -> Settings:

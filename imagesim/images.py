@@ -25,7 +25,7 @@ try:  # HEIC/HEIF photos from phones; AVIF is native in Pillow >= 11.3
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
-    pillow_heif = None
+    pillow_heif = None  # type: ignore[assignment]
 
 # The decompression-bomb warning (between 1x and 2x Image.MAX_IMAGE_PIXELS) is an error, never a warning; the
 # limit itself stays at Pillow's default. The filter is process-wide so it holds in decoder threads too.
@@ -140,7 +140,8 @@ def _decode(img: Image.Image, draft_size: int | None) -> Image.Image:
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageError("image has no pixels")
-    if width * height > Image.MAX_IMAGE_PIXELS:  # formats whose plugin skips Pillow's own check
+    # formats whose plugin skips Pillow's own check (the limit is never lifted: None would be a caller's choice)
+    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
         raise ImageError(f"too many pixels ({width}x{height}): {_BOMB}")
     if draft_size and img.format in ("JPEG", "MPO"):
         img.draft("RGB", (draft_size, draft_size))

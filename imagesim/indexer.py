@@ -25,7 +25,8 @@ from .config import BATCH_SIZE, COMMIT_EVERY_S, ModelSpec, Settings, default_thr
 from .encoders import WEIGHT_FREE, Encoder
 from .errors import ImageError, ImagesimError
 from .faces.people import People
-from .faces.store import FaceStage, configure_faces, faces_version
+from .faces.stage import FaceStage, configure_faces
+from .faces.store import faces_version
 from .images import find_images, load_image, read_bytes
 from .store import CATALOG_NAME, MODEL_META_KEY, Store
 from .store.catalog import ContentReader
@@ -109,13 +110,13 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
                 continue
             row = known.get(p)
             same = row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
-            if same and (row.status == "failed" or (row.content_id not in needs_vectors  # type: ignore[union-attr]
-                                                     and row.content_id not in needs_faces)):
+            cid = row.content_id if row is not None else None
+            if same and row is not None and (row.status == "failed" or (cid not in needs_vectors
+                                                                        and cid not in needs_faces)):
                 report.unchanged += 1
                 continue
             # An unchanged file read again only to find its faces (faces just turned on) still counts as unchanged.
-            kind = "unchanged" if same and row.content_id not in needs_vectors else (  # type: ignore[union-attr]
-                "updated" if row is not None else "added")
+            kind = "unchanged" if same and cid not in needs_vectors else ("updated" if row is not None else "added")
             todo.append(_Item(p, st.st_size, st.st_mtime_ns, kind))
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
@@ -320,8 +321,8 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         if encoders is None:
             from .encoders import create_encoder
 
-            encoders = [content_encoder or create_encoder("clip", spec=spec, threads=settings.threads,
-                                                          precision=settings.precision)]
+            encoders = [content_encoder or create_encoder("clip", spec=spec, precision=settings.precision,
+                                                          torch_threads=settings.torch_threads)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
         stage = configure_faces(store, faces, face_detector)
         faces_before = faces_version(store.catalog) if stage is not None else None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagesim.config import ModelSpec
-from tests.photos import TINY_CONFIG, datasets_dir
+from tests.support.photos import TINY_CONFIG, datasets_dir
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     # fp32: a bf16 encoder's image tower holds bf16 weights, and the checkpoint must be the same on every CPU
-    enc = create_encoder("clip", spec=ModelSpec(name=str(TINY_CONFIG), pretrained=None), threads=1, precision="fp32")
+    enc = create_encoder("clip", spec=ModelSpec(name=str(TINY_CONFIG), pretrained=None), precision="fp32")
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     torch.save(enc.model.state_dict(), path)
     return path
@@ -42,7 +42,7 @@ def tiny_spec(tiny_weights: Path) -> ModelSpec:
 def tiny_encoder(tiny_spec: ModelSpec):
     from imagesim.encoders import create_encoder
 
-    return create_encoder("clip", spec=tiny_spec, threads=1)
+    return create_encoder("clip", spec=tiny_spec)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from imagesim.search import Gallery
 from imagesim.store import Store
 from imagesim.store.catalog import CATALOG_NAME, Catalog
 from imagesim.store.schema import SCHEMA_VERSION, row_crc
-from tests.facefakes import index_with_fakes, write_face_photo
-from tests.photos import write_gallery
+from tests.support.facefakes import index_with_fakes, write_face_photo
+from tests.support.photos import write_gallery
 
 # Schema 1 as it shipped (frozen here: catalogs made by it must keep opening).
 SCHEMA_1 = """

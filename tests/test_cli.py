@@ -12,7 +12,7 @@ import pytest
 
 from imagesim.cli import main
 from imagesim.config import ModelSpec
-from tests.photos import ROOT, write_gallery, write_photo
+from tests.support.photos import ROOT, write_gallery, write_photo
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

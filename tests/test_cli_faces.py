@@ -9,8 +9,8 @@ import pytest
 
 from imagesim.cli import main
 from imagesim.encoders import Encoder
-from tests.facefakes import index_with_fakes, write_face_photo
-from tests.photos import write_gallery
+from tests.support.facefakes import index_with_fakes, write_face_photo
+from tests.support.photos import write_gallery
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from imagesim.indexer import run_index
 from imagesim.search import Gallery
 from imagesim.search.duplicates import Thresholds, _split_chains, group_vectors, is_duplicate
 from imagesim.store.vectors import VectorIndex
-from tests.photos import photo
+from tests.support.photos import photo
 
 
 def scene(seed: int) -> Image.Image:

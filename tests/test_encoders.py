@@ -11,7 +11,7 @@ import pytest
 from imagesim.config import ModelSpec
 from imagesim.encoders import BatchEmbedder, create_encoder
 from imagesim.errors import ModelError, WeightsUnavailable
-from tests.photos import TINY_CONFIG, photo, write_photo
+from tests.support.photos import TINY_CONFIG, photo, write_photo
 
 
 def test_vectors_are_unit_float32_without_nan(tiny_encoder) -> None:
@@ -101,7 +101,7 @@ def test_batch_embedder_is_a_pure_map_batches_function(tiny_spec: ModelSpec, tmp
     good = write_photo(tmp_path / "a.jpg", 1)
     bad = tmp_path / "b.jpg"
     bad.write_text("not a photo")
-    embed = BatchEmbedder("clip", spec=tiny_spec, threads=1)
+    embed = BatchEmbedder("clip", spec=tiny_spec)
     out = embed({"path": np.asarray([str(good), str(bad)])})
     assert out["vector"].shape == (2, embed.encoder.dim) and out["vector"].dtype == np.float32
     assert np.isclose(np.linalg.norm(out["vector"][0]), 1.0, atol=1e-5) and not out["vector"][1].any()
@@ -111,8 +111,8 @@ def test_batch_embedder_is_a_pure_map_batches_function(tiny_spec: ModelSpec, tmp
 # ---- precision and the batch preprocess (docs/speed.md) -------------------------------------------------------------
 
 def test_bf16_vectors_match_fp32_of_the_same_model(tiny_spec: ModelSpec) -> None:
-    fp32 = create_encoder("clip", spec=tiny_spec, threads=1, precision="fp32")
-    bf16 = create_encoder("clip", spec=tiny_spec, threads=1, precision="bf16")
+    fp32 = create_encoder("clip", spec=tiny_spec, precision="fp32")
+    bf16 = create_encoder("clip", spec=tiny_spec, precision="bf16")
     assert fp32.precision == "fp32" and bf16.precision == "bf16"
     imgs = [photo(i, (160, 120)) for i in range(8)]
     a, b = fp32.embed_images(imgs), bf16.embed_images(imgs)
@@ -132,11 +132,11 @@ def test_precision_auto_follows_the_cpu_and_typos_are_one_line(tiny_spec: ModelS
     assert clip.resolve_precision("auto") == "bf16"
     assert clip.resolve_precision("fp32") == "fp32"
     with pytest.raises(ModelError, match="unknown precision 'fp16'"):
-        create_encoder("clip", spec=tiny_spec, threads=1, precision="fp16")
+        create_encoder("clip", spec=tiny_spec, precision="fp16")
 
 
 def test_batch_preprocess_gives_open_clip_vectors(tiny_spec: ModelSpec) -> None:
-    enc = create_encoder("clip", spec=tiny_spec, threads=1, precision="fp32")
+    enc = create_encoder("clip", spec=tiny_spec, precision="fp32")
     assert enc.fast_preprocess is not None  # open_clip's standard transform is recognised
     imgs = [photo(i, (200, 90)) for i in range(4)]
     fast = enc.embed_images(imgs)
@@ -152,8 +152,8 @@ def test_bf16_matches_fp32_on_real_photos(datasets: Path) -> None:
     from imagesim.images import load_image
 
     torch.manual_seed(0)
-    fp32 = create_encoder("clip", spec=ModelSpec(name="ViT-B-32", pretrained=None), threads=2, precision="fp32")
-    bf16 = create_encoder("clip", spec=ModelSpec(name="ViT-B-32", pretrained=None), threads=2, precision="bf16")
+    fp32 = create_encoder("clip", spec=ModelSpec(name="ViT-B-32", pretrained=None), precision="fp32")
+    bf16 = create_encoder("clip", spec=ModelSpec(name="ViT-B-32", pretrained=None), precision="bf16")
     bf16.model.load_state_dict(fp32.model.state_dict())  # copies (and casts) the very same weights
     files = sorted((datasets / "flowers17").glob("*/*.jpg"))[::45]
     images = [load_image(f, draft_size=224) for f in files]

@@ -12,8 +12,8 @@ from imagesim.errors import ImagesimError, NoFaceFound
 from imagesim.faces.search import search_faces
 from imagesim.search import Gallery
 from imagesim.store import Store
-from tests.facefakes import face_photo, fake_analyzer, index_with_fakes, write_face_photo
-from tests.photos import write_gallery
+from tests.support.facefakes import face_photo, fake_analyzer, index_with_fakes, write_face_photo
+from tests.support.photos import write_gallery
 
 
 @pytest.fixture()

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagesim.faces.detect import TOLERANCE, FaceAnalyzer, FaceDetector, face_distance, models_dir, verdict
+from imagesim.faces.analyze import FaceAnalyzer
+from imagesim.faces.detect import FaceDetector, models_dir
+from imagesim.faces.verdicts import TOLERANCE, face_distance, verdict
 from imagesim.images import load_image
-from tests.facefakes import FakeEmbedder, FakeHog, face_photo
+from tests.support.facefakes import FakeEmbedder, FakeHog, face_photo
 
 
 def _jpeg(img: Image.Image, **kwargs: object) -> bytes:

@@ -14,8 +14,8 @@ from imagesim.encoders import Encoder
 from imagesim.faces.store import FACES, face_rows, face_settings
 from imagesim.indexer import run_index
 from imagesim.store import Store
-from tests.facefakes import fake_analyzer, index_with_fakes, write_face_photo
-from tests.photos import write_gallery
+from tests.support.facefakes import fake_analyzer, index_with_fakes, write_face_photo
+from tests.support.photos import write_gallery
 
 
 class Counting(Encoder):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from imagesim.errors import ImageError
 from imagesim.images import find_images, load_image
-from tests.photos import photo
+from tests.support.photos import photo
 
 
 def _bytes(img: Image.Image, fmt: str, **kw: object) -> bytes:

@@ -18,7 +18,7 @@ from imagesim.config import ModelSpec, Settings
 from imagesim.errors import ModelMismatch
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
-from tests.photos import ROOT, write_gallery, write_photo
+from tests.support.photos import ROOT, write_gallery, write_photo
 
 
 class Counting:
@@ -150,7 +150,7 @@ def test_a_different_model_needs_rebuild(tmp_path: Path, index, tiny_spec: Model
     write_gallery(tmp_path / "pics", 3)
     index(tmp_path / "pics")
     torch.manual_seed(5)
-    other = create_encoder("clip", spec=ModelSpec(tiny_spec.name, None), threads=1)
+    other = create_encoder("clip", spec=ModelSpec(tiny_spec.name, None))
     settings = Settings.for_db(index.db, model=ModelSpec(tiny_spec.name, None))
     with pytest.raises(ModelMismatch, match="--rebuild"):
         run_index(settings, [tmp_path / "pics"], encoders=[other])

@@ -10,11 +10,12 @@ import pytest
 
 from imagesim.encoders import Encoder, normalize
 from imagesim.errors import ImagesimError
-from imagesim.faces.people import People, constrained_whispers
+from imagesim.faces.cluster import constrained_whispers
+from imagesim.faces.people import People
 from imagesim.faces.search import search_faces
 from imagesim.faces.store import FACES, face_rows
 from imagesim.store import Store
-from tests.facefakes import PALETTE, FakeEmbedder, face_photo, fake_analyzer, index_with_fakes, write_face_photo
+from tests.support.facefakes import PALETTE, FakeEmbedder, face_photo, fake_analyzer, index_with_fakes, write_face_photo
 
 
 def _vectors(*rows: list[float]) -> np.ndarray:
@@ -224,7 +225,7 @@ def test_real_gallery_clusters_into_the_labelled_people(datasets: Path, tmp_path
                                                         tiny_encoder: Encoder) -> None:
     import csv
 
-    from imagesim.faces.detect import FaceAnalyzer
+    from imagesim.faces.analyze import FaceAnalyzer
 
     folder = datasets / "faces-small"
     labels = {str(folder / r["path"]): set(r["people"].split(";")) for r in csv.DictReader(open(folder / "labels.csv"))}

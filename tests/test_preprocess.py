@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from imagesim.encoders.preprocess import FastPreprocess
-from tests.photos import photo
+from tests.support.photos import photo
 
 
 def _open_clip_transform(size: int = 224, interpolation: str = "bicubic"):

@@ -14,7 +14,7 @@ from imagesim.config import ModelSpec, Settings
 from imagesim.errors import ImageError
 from imagesim.images import load_image
 from imagesim.indexer import run_index
-from tests.hostile import EXPECTED, hostile_bytes, write_hostile_files
+from tests.support.hostile import EXPECTED, hostile_bytes, write_hostile_files
 
 SEEDS = [v for k, v in hostile_bytes().items() if EXPECTED[k] == "ok"]
 

@@ -11,7 +11,7 @@ from imagesim.config import ModelSpec, Settings
 from imagesim.errors import ModelMismatch, NoIndex
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
-from tests.photos import photo, write_gallery
+from tests.support.photos import photo, write_gallery
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_asking_for_another_model_is_a_clear_error(gallery_db, tiny_spec: ModelS
 
     db, photos = gallery_db
     torch.manual_seed(11)
-    other = create_encoder("clip", spec=ModelSpec(tiny_spec.name, None), threads=1)
+    other = create_encoder("clip", spec=ModelSpec(tiny_spec.name, None))
     with Gallery.open(db, encoder=other, model=ModelSpec(tiny_spec.name, None)) as g, \
             pytest.raises(ModelMismatch, match="--rebuild"):
         g.search(photos[0])

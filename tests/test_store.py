@@ -13,7 +13,7 @@ from imagesim.errors import StoreError
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
 from imagesim.store import Store
-from tests.photos import write_gallery
+from tests.support.photos import write_gallery
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from imagesim.errors import ImagesimError
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
 from imagesim.search.looks import explain
-from tests.photos import photo
+from tests.support.photos import photo
 
 # ---- looks made on the spot -----------------------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from ..indexer import run_index
 
     settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size,
-                               precision=args.precision)
+                               precision=args.precision, torch_threads=args.threads)
     report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False,
                        faces=args.faces, face_detector=args.face_detector)
     if args.json:
@@ -136,7 +136,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if bool(args.image) == bool(args.text):
         raise ImagesimError("give either a photo or --text")
-    with Gallery.open(args.db, model=model_spec(args), threads=args.threads, precision=args.precision) as gallery:
+    with Gallery.open(args.db, model=model_spec(args), threads=args.threads, precision=args.precision,
+                      torch_threads=args.threads) as gallery:
         if args.text and args.mode != "content":
             raise ImagesimError("--text searches by content only; drop --mode")
         results = gallery.search_text(args.text, args.k) if args.text else gallery.search(

@@ -45,7 +45,6 @@ def add_parser(sub: argparse._SubParsersAction, add_db: Callable[[argparse.Argum
 
 def cmd_people(args: argparse.Namespace) -> int:
     from ..faces.people import People
-    from ..faces.store import wal_is_clean
     from ..store import Store
 
     store = Store.open(args.db)
@@ -64,15 +63,16 @@ def cmd_people(args: argparse.Namespace) -> int:
                 p = people.split(args.person, args.face_ids)
                 print(f"imagesim: face(s) {', '.join(map(str, args.face_ids))} now make up {p.label}")
             elif args.action == "move":
-                p = people.move(args.face_ids, None if args.not_ else args.to)
-                print(f"imagesim: moved to {p.label}" if p else "imagesim: taken out; they will not go back there")
+                moved = people.move(args.face_ids, None if args.not_ else args.to)
+                print(f"imagesim: moved to {moved.label}" if moved
+                      else "imagesim: taken out; they will not go back there")
             elif args.action == "forget":
                 if bool(args.person) == bool(args.all_faces):
                     raise ImagesimError("give a person to forget, or --all-faces")
                 n = people.forget(None if args.all_faces else args.person)
                 tail = "; faces are now off for this database (`index --faces` turns them on)" if args.all_faces else ""
                 print(f"imagesim: deleted {n} faces{tail}")
-                if not wal_is_clean(store.catalog):
+                if not store.catalog.checkpoint():
                     print("imagesim: note: another process has the database open; the deleted bytes leave its "
                           "write-ahead log when that process closes it")
     finally:

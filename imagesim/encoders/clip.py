@@ -47,6 +47,11 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def set_torch_threads(threads: int) -> None:
+    """Size torch's process-wide intra-op thread pool: the application's decision (`Settings.torch_threads`)."""
+    torch.set_num_threads(max(1, int(threads)))
+
+
 @register("clip")
 class ClipEncoder(Encoder):
     """CLIP image and text towers; vectors are float32 and unit length.
@@ -57,13 +62,15 @@ class ClipEncoder(Encoder):
 
     space = "content"
 
-    def __init__(self, spec: ModelSpec | None = None, threads: int | None = None, precision: str = "auto") -> None:
+    def __init__(self, spec: ModelSpec | None = None, precision: str = "auto",
+                 torch_threads: int | None = None) -> None:
+        """`torch_threads`, when given, sizes torch's process-wide pool (an application's choice, never a default)."""
         import open_clip
 
         self.precision = resolve_precision(precision)  # before the slow load: a typo fails at once
         self.spec = spec or ModelSpec()
-        if threads:
-            torch.set_num_threads(threads)
+        if torch_threads:
+            set_torch_threads(torch_threads)
         model_name, config_sha = _register_config(self.spec.name)
         kwargs: dict[str, Any] = {}
         checkpoint: str | None = None

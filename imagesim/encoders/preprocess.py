@@ -46,8 +46,9 @@ class FastPreprocess:
                 or len(crop_size) != 2 or crop_size[0] != crop_size[1] or interpolation not in _PIL_FILTERS
                 or getattr(steps[2], "mode", "RGB") != "RGB" or len(norm.mean) != 3 or len(norm.std) != 3):
             return None
-        return cls(size, int(crop_size[0]), _PIL_FILTERS[interpolation], tuple(map(float, norm.mean)),
-                   tuple(map(float, norm.std)))
+        mean, std = [float(x) for x in norm.mean], [float(x) for x in norm.std]
+        return cls(size, int(crop_size[0]), _PIL_FILTERS[interpolation], (mean[0], mean[1], mean[2]),
+                   (std[0], std[1], std[2]))
 
     def pixels(self, img: Image.Image) -> np.ndarray:
         """One RGB image -> (crop, crop, 3) uint8, resized and cropped exactly as torchvision does for PIL input."""

@@ -1,41 +1,31 @@
-"""Faces: a detector (where are the faces?) and an embedder (whose face is it?), kept apart as in immich.
+"""Face detection: where are the faces? dlib's HOG frontal detector (default) or its CNN mmod detector.
 
-Both use dlib models from the `face_recognition_models` package: the HOG frontal detector (default) or the CNN mmod
-detector, the 5-point landmark predictor for alignment, and the 128-d ResNet descriptor. The words are
-face_recognition's: `face_locations`, `face_encodings`, `face_distance`, `tolerance`. Distances are dlib's euclidean
-distances between raw descriptors; the verdict thresholds below were calibrated on faces-small (docs/faces.md).
+Detection and recognition are separate models, as in immich: this module finds boxes; `embed.py` turns the boxes
+it found into descriptors; `analyze.py` runs the two together. The dlib model files come from the
+`face_recognition_models` package, found here for both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..errors import ImagesimError, ModelError, NoFaceFound  # noqa: F401  (NoFaceFound: part of this API)
+from ..errors import ImagesimError, ModelError
 
-DIM = 128
-# Verdicts on the euclidean distance between two descriptors (calibrated in docs/faces.md on faces-small).
-TOLERANCE = 0.6  # same person below this: face_recognition's compare_faces default, confirmed by our calibration
-SURE_SAME = 0.5  # below: "high" confidence that it is the same person
-SURE_DIFFERENT = 0.7  # at or above: "high" confidence that it is someone else
 # Long side (px) the HOG detector works at. HOG finds faces from ~80 px up, so at 1280 px a face must span ~6 % of
 # the photo's long side. A first look at half that size settles portraits (one big face) at a quarter of the cost;
 # photos with two or more faces (groups) get a last pass at twice the size (faces down to ~3 %).
 HOG_SIZE = 1280
 CNN_SIZE = 800  # the CNN detector costs far more per pixel (seconds per photo on a CPU): one pass, at 800 px
-CHIP_SIZE = 150  # the ResNet descriptor's aligned input
-CHIP_PADDING = 0.25
 
-Box = tuple[int, int, int, int]  # left, top, right, bottom
+Box = tuple[int, int, int, int]  # left, top, right, bottom, in the photo's upright full-size pixels
+Location = tuple[tuple[float, float, float, float], float]  # a box in the detector's input pixels, and its score
 
 
 def models_dir() -> Path:
@@ -46,38 +36,12 @@ def models_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
-def _model_file(name: str) -> str:
+def model_file(name: str) -> str:
+    """Path of one dlib model file; a clear error when it is missing."""
     path = models_dir() / name
     if not path.is_file():
         raise ModelError(f"face model file {path} is missing: reinstall face_recognition_models")
     return str(path)
-
-
-def verdict(distance: float, tolerance: float = TOLERANCE) -> tuple[bool, str]:
-    """(same_person, confidence) for a descriptor distance; "low" means near the threshold: look yourself."""
-    same = distance < tolerance
-    if distance < SURE_SAME or distance >= SURE_DIFFERENT:
-        return same, "high"
-    if abs(distance - tolerance) < 0.05:
-        return same, "low"
-    return same, "medium"
-
-
-def face_distance(known: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    """Euclidean distances between each row of `known` and one descriptor (face_recognition's face_distance)."""
-    known = np.atleast_2d(np.asarray(known, dtype=np.float32))
-    if not len(known):
-        return np.zeros(0, dtype=np.float32)
-    return np.linalg.norm(known - np.asarray(candidate, dtype=np.float32)[None, :], axis=1)
-
-
-@dataclass(frozen=True)
-class Face:
-    """One face: box in the photo's upright full-size pixels, detector score, raw 128-d dlib descriptor."""
-
-    box: Box
-    score: float
-    encoding: np.ndarray = field(repr=False)
 
 
 class FaceDetector:
@@ -108,18 +72,18 @@ class FaceDetector:
                 if self.model == "hog":
                     self._detector = dlib.get_frontal_face_detector()
                 else:
-                    self._detector = dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
+                    self._detector = dlib.cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
             return self._detector
 
     def describe(self) -> dict[str, Any]:
         return {"detector": self.model, "size": self.size, "upsample": self.upsample, "group_pass": self.group_pass,
                 "cascade": self.cascade}
 
-    def face_locations(self, image: Image.Image) -> list[tuple[tuple[float, float, float, float], float]]:
+    def face_locations(self, image: Image.Image) -> list[Location]:
         """[(box in `image` pixels as floats, score)], best score first."""
         if min(image.size) < 8:
             return []
-        found: list[tuple[tuple[float, float, float, float], float]] = []
+        found: list[Location] = []
         scales: list[float] = []
         if self.cascade:
             found = self._run(image, self.size // 2, scales)
@@ -130,8 +94,7 @@ class FaceDetector:
             found = _merge(found, self._run(image, self.size * 2, scales))
         return found
 
-    def _run(self, image: Image.Image, size: int,
-             scales: list[float]) -> list[tuple[tuple[float, float, float, float], float]]:
+    def _run(self, image: Image.Image, size: int, scales: list[float]) -> list[Location]:
         """One detector pass with the photo's long side at `size` (upsampling at most 2x); skip a repeated scale."""
         w, h = image.size
         scale = min(size / max(w, h), 2.0)
@@ -142,7 +105,8 @@ class FaceDetector:
             (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR, reducing_gap=2.0)
         scale_x, scale_y = w / work.width, h / work.height
         arr = np.asarray(work.convert("RGB"))
-        found: list[tuple[tuple[float, float, float, float], float]] = []
+        found: list[Location] = []
+        pairs: Iterable[tuple[Any, Any]]  # (dlib rectangle, score)
         if self.model == "hog":
             rects, scores, _ = self.detector.run(arr, self.upsample, 0.0)
             pairs = zip(rects, scores, strict=False)
@@ -157,96 +121,7 @@ class FaceDetector:
         return found
 
 
-class FaceEmbedder:
-    """Aligns each face with 5 landmarks and turns its 150 px chip into dlib's 128-d descriptor (batched)."""
-
-    def __init__(self, *, predictor: Any = None, recognizer: Any = None) -> None:
-        self._predictor = predictor
-        self._recognizer = recognizer
-        self._lock = threading.Lock()
-
-    def _models(self) -> tuple[Any, Any]:
-        with self._lock:
-            if self._predictor is None or self._recognizer is None:
-                import dlib
-
-                if self._predictor is None:
-                    self._predictor = dlib.shape_predictor(_model_file("shape_predictor_5_face_landmarks.dat"))
-                if self._recognizer is None:
-                    self._recognizer = dlib.face_recognition_model_v1(
-                        _model_file("dlib_face_recognition_resnet_model_v1.dat"))
-            return self._predictor, self._recognizer
-
-    def describe(self) -> dict[str, Any]:
-        return {"landmarks": "shape_predictor_5_face_landmarks", "descriptor": "dlib_face_recognition_resnet_model_v1",
-                "chip": CHIP_SIZE, "padding": CHIP_PADDING}
-
-    def chip(self, arr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        """The aligned 150x150 face chip for a box in `arr`'s pixels."""
-        import dlib
-
-        predictor, _ = self._models()
-        rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1)
-        return dlib.get_face_chip(arr, predictor(arr, rect), size=CHIP_SIZE, padding=CHIP_PADDING)
-
-    def face_encodings(self, chips: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, 128) float32 raw descriptors for aligned chips, in one call to the network."""
-        if not chips:
-            return np.zeros((0, DIM), dtype=np.float32)
-        _, recognizer = self._models()
-        out = recognizer.compute_face_descriptor(list(chips))
-        return np.asarray([np.asarray(v, dtype=np.float32) for v in out], dtype=np.float32).reshape(len(chips), DIM)
-
-
-class FaceAnalyzer:
-    """Detector + embedder as one pure batch function: decoded photos in, their faces out."""
-
-    def __init__(self, detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None) -> None:
-        self.detector = detector or FaceDetector()
-        self.embedder = embedder or FaceEmbedder()
-        self._lock = threading.Lock()  # dlib's networks keep per-call buffers: one photo batch at a time
-
-    @property
-    def input_size(self) -> int:
-        """Decode JPEGs (draft) to about the detector's working size: enough pixels for faces, no more."""
-        return self.detector.size
-
-    def describe(self) -> dict[str, Any]:
-        return {"encoder": "dlib faces", **self.detector.describe(), **self.embedder.describe(), "dim": DIM}
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
-
-    def faces(self, images: Sequence[Image.Image]) -> list[list[Face]]:
-        """Every face of every photo, boxes in each photo's upright full-size pixels (`info["original_size"]`)."""
-        with self._lock:
-            return self._faces(images)
-
-    def _faces(self, images: Sequence[Image.Image]) -> list[list[Face]]:
-        found: list[list[tuple[Box, float]]] = []
-        chips: list[np.ndarray] = []
-        for img in images:
-            rgb = img if img.mode == "RGB" else img.convert("RGB")
-            arr = np.asarray(rgb)
-            full_w, full_h = img.info.get("original_size", img.size)
-            sx, sy = full_w / img.width, full_h / img.height
-            mine: list[tuple[Box, float]] = []
-            for box, score in self.detector.face_locations(rgb):
-                chips.append(self.embedder.chip(arr, box))
-                full = (int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)),
-                        int(round(box[3] * sy)))
-                mine.append((full, score))
-            found.append(mine)
-        encodings = self.embedder.face_encodings(chips)
-        out: list[list[Face]] = []
-        row = 0
-        for mine in found:
-            out.append([Face(box, score, encodings[row + i]) for i, (box, score) in enumerate(mine)])
-            row += len(mine)
-        return out
-
-
-def _merge(found: list, more: list) -> list:
+def _merge(found: list[Location], more: list[Location]) -> list[Location]:
     """Add the boxes of a later pass that are not already there; best score first."""
     out = list(found) + [(box, score) for box, score in more if all(_iou(box, b) < 0.3 for b, _ in found)]
     return sorted(out, key=lambda f: -f[1])

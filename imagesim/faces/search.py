@@ -14,8 +14,10 @@ from ..encoders import normalize
 from ..errors import ImagesimError, NoFaceFound
 from ..images import load_image
 from ..store import Store
-from .detect import Box, Face, FaceAnalyzer, face_distance, verdict
-from .store import FACES, analyzer_for, descriptors, face_rows, face_settings, has_schema
+from .analyze import Face, FaceAnalyzer
+from .detect import Box
+from .store import FACES, FaceCatalog, analyzer_for, face_settings, has_schema
+from .verdicts import face_distance, verdict
 
 CANDIDATES = 4  # ask the cosine graph for this many times k, then re-rank by euclidean distance
 
@@ -47,6 +49,7 @@ class FaceResult:
 
 
 def faces_enabled(store: Store) -> bool:
+    """Whether faces are on for this database."""
     return face_settings(store.catalog) is not None
 
 
@@ -75,21 +78,14 @@ def query_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Imag
 
 
 def _stored_faces(store: Store, path: Path) -> list[Face] | None:
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-    except OSError:
-        return None
+    """The faces stored for an unchanged, already scanned gallery file; None when the file must be looked at."""
     with store.lock:
-        row = store.catalog.file(real)
-        if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
+        content_id = store.indexed_content(path)
+        tables = FaceCatalog(store.catalog)
+        if content_id is None or not tables.scanned(content_id):
             return None
-        scanned = store.catalog.conn.execute("SELECT 1 FROM face_scans WHERE content_id=?",
-                                             (row.content_id,)).fetchone()
-        if scanned is None:
-            return None
-        rows = face_rows(store.catalog, "WHERE content_id=?", (row.content_id,))
-        descs = descriptors(store.catalog, [r.id for r in rows])
+        rows = tables.faces_of_content(content_id)
+        descs = tables.descriptors([r.id for r in rows])
     return [Face(r.box, r.score, descs[r.id]) for r in sorted(rows, key=lambda r: -r.score)]
 
 
@@ -109,6 +105,7 @@ def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Ima
 
 
 def _matches(store: Store, encoding: np.ndarray, k: int) -> list[FaceMatch]:
+    """Candidates from the cosine graph, re-ranked by euclidean distance on the raw descriptors."""
     if k == 0 or not has_schema(store.catalog):
         return []
     labels, _ = store.search(FACES, normalize(encoding[None, :]), max(k * CANDIDATES, 50))
@@ -116,8 +113,9 @@ def _matches(store: Store, encoding: np.ndarray, k: int) -> list[FaceMatch]:
     if not ids:
         return []
     with store.lock:
-        descs = descriptors(store.catalog, ids)
-        rows = {r.id: r for r in face_rows(store.catalog, f"WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        tables = FaceCatalog(store.catalog)
+        descs = tables.descriptors(ids)
+        rows = {r.id: r for r in tables.faces(ids)}
         paths = store.catalog.paths_for(r.content_id for r in rows.values())
     ids = [i for i in ids if i in descs and i in rows]
     dist = face_distance(np.stack([descs[i] for i in ids]), encoding) if ids else np.zeros(0)

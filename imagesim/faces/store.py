@@ -1,4 +1,4 @@
-"""Faces in the database: the `faces` table beside the catalog's contents, the "faces" vector space, the opt-in switch.
+"""Faces in the database: the face tables (their schema and every query on them), the "faces" space, the opt-in switch.
 
 A face belongs to a content (the photo's bytes), like every vector: a renamed, moved or copied photo keeps its faces
 without being looked at again, and a content that goes away takes its faces with it (ON DELETE CASCADE).
@@ -13,16 +13,19 @@ euclidean order nearly agree at these norms, and asking the graph for several ti
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from ..encoders import normalize
 from ..store import Catalog, Store
 from ..store.schema import TableSet, register_tables
-from .detect import DIM, Box, Face, FaceAnalyzer, FaceDetector
+from .analyze import Face, FaceAnalyzer
+from .cluster import Mark
+from .detect import Box, FaceDetector
 
 FACES = "faces"  # the vector space; labels are face ids
 META_KEY = "faces"  # JSON settings when faces are on for this database; absent when off
@@ -50,7 +53,6 @@ CREATE TABLE IF NOT EXISTS face_marks(
     PRIMARY KEY (sha256, left, top, right, bottom, person_id));
 """
 
-
 register_tables(TableSet(
     name=TABLES, marker="faces", ddl=FACE_SCHEMA, spaces=(FACES,),
     # what `imagesim repair` drops when it points at nothing: a lost face is not looked for again (it may be one a
@@ -66,18 +68,32 @@ register_tables(TableSet(
     mend=("UPDATE faces SET person_id=NULL WHERE person_id NOT IN (SELECT id FROM people)",),
 ))
 
-# face_marks are the user's corrections: "this face is person P" (is_person=1) or "is not P" (0). They are keyed by
-# the photo's bytes and the box, not by face id, so they hold even when faces are detected anew (another detector,
-# a photo removed and added back): a mark applies to the face of that photo whose box overlaps it most.
-
-
 @dataclass(frozen=True)
 class FaceRow:
+    """A row of `faces` without its descriptor (see `descriptors`)."""
+
     id: int
     content_id: int
     box: Box
     score: float
     person_id: int | None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A row of `people` with its face count and the face that shows them best (biggest, surest)."""
+
+    id: int
+    name: str | None
+    face_count: int
+    cover_face_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "face_count": self.face_count, "cover_face_id": self.cover_face_id}
+
+    @property
+    def label(self) -> str:
+        return self.name or f"person {self.id}"
 
 
 def ensure_schema(catalog: Catalog) -> None:
@@ -86,6 +102,7 @@ def ensure_schema(catalog: Catalog) -> None:
 
 
 def has_schema(catalog: Catalog) -> bool:
+    """Whether the face tables exist (faces were turned on once)."""
     return catalog.has_tables(TABLES)
 
 
@@ -96,6 +113,7 @@ def face_settings(catalog: Catalog) -> dict | None:
 
 
 def analyzer_for(settings: dict) -> FaceAnalyzer:
+    """The face models these settings ask for."""
     return FaceAnalyzer(FaceDetector(settings.get("detector", "hog")))
 
 
@@ -108,7 +126,7 @@ def set_faces(store: Store, settings: dict | None) -> None:
             catalog.set_meta(META_KEY, json.dumps(settings, sort_keys=True))
         return
     with catalog.transaction():
-        catalog.conn.execute("DELETE FROM meta WHERE key=?", (META_KEY,))
+        catalog.delete_meta(META_KEY)
     delete_all_faces(store)
 
 
@@ -125,12 +143,6 @@ def delete_all_faces(store: Store) -> None:
         store.save(compact=True)
 
 
-def wal_is_clean(catalog: Catalog) -> bool:
-    """Checkpoint the WAL into the database and truncate it; False when a reader kept it from finishing."""
-    busy, _, _ = catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return int(busy) == 0
-
-
 def faces_version(catalog: Catalog) -> tuple[int, int]:
     """(count, highest id) of the faces: changes whenever a face is added or deleted."""
     row = catalog.conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM faces").fetchone()
@@ -143,6 +155,7 @@ def face_count(catalog: Catalog) -> int:
 
 
 def face_rows(catalog: Catalog, where: str = "", params: Sequence[object] = ()) -> list[FaceRow]:
+    """Faces (by id) matching an SQL `where` clause over `faces`; code outside this module uses FaceCatalog."""
     rows = catalog.conn.execute(f"SELECT id, content_id, left, top, right, bottom, score, person_id FROM faces "
                                 f"{where} ORDER BY id", tuple(params)).fetchall()
     return [FaceRow(int(r[0]), int(r[1]), (r[2], r[3], r[4], r[5]), float(r[6]), r[7]) for r in rows]
@@ -167,72 +180,176 @@ def delete_faces(store: Store, face_ids: Sequence[int]) -> None:
     with store.lock:
         with catalog.transaction():
             catalog.conn.executemany("DELETE FROM faces WHERE id=?", [(i,) for i in ids])
-            catalog.conn.executemany("DELETE FROM vectors WHERE space=? AND label=?", [(FACES, i) for i in ids])
+            catalog.delete_vectors(FACES, ids)
         if catalog.space(FACES) is not None:
             store.index(FACES).remove(ids)
         store.save(compact=True)
 
 
-class FaceStage:
-    """The indexer's face step: which contents still need a look, the batch detection, and the rows it writes."""
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just made."""
+    if cur.lastrowid is None:  # only after a statement that inserted nothing
+        raise RuntimeError("the INSERT made no row")
+    return cur.lastrowid
 
-    space = FACES
 
-    def __init__(self, analyzer: FaceAnalyzer) -> None:
-        self.analyzer = analyzer
-        self.found = 0
+class FaceCatalog:
+    """Every query and change People and face search make on the face tables, by name.
+
+    Callers hold the store's lock; changes join the caller's transaction (`catalog.transaction()`), so several of
+    them land together or not at all.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
 
     @property
-    def input_size(self) -> int:
-        return self.analyzer.input_size
+    def conn(self) -> sqlite3.Connection:
+        """The catalog's connection, looked up each time: `imagesim repair` may reconnect the catalog."""
+        return self.catalog.conn
 
-    def begin(self, store: Store) -> set[int]:
-        """Make the tables and space ready; return the contents never scanned for faces with these models."""
-        catalog = store.catalog
-        ensure_schema(catalog)
-        info = catalog.space(FACES)
-        fingerprint = self.analyzer.fingerprint()
-        if info is not None and info.fingerprint != fingerprint:  # other detector/models: detect everything anew
-            with catalog.transaction():
-                catalog.conn.execute("DELETE FROM faces")
-                catalog.conn.execute("DELETE FROM face_scans")
-        store.ensure_space(FACES, fingerprint, self.analyzer.describe(), DIM, rebuild=True)
-        store.index(FACES)
-        return {int(r[0]) for r in catalog.conn.execute(
+    # ---- faces -----------------------------------------------------------------------------------------------------
+
+    def unassigned(self) -> int:
+        """Faces that belong to no person."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM faces WHERE person_id IS NULL").fetchone()[0])
+
+    def all_faces(self) -> list[FaceRow]:
+        """Every face, by id."""
+        return face_rows(self.catalog)
+
+    def faces(self, face_ids: Iterable[int]) -> list[FaceRow]:
+        """The faces with these ids (unknown ids are left out), by id."""
+        ids = [int(i) for i in face_ids]
+        return face_rows(self.catalog, f"WHERE id IN ({','.join('?' * len(ids))})", ids)
+
+    def faces_of_person(self, person_id: int) -> list[FaceRow]:
+        """A person's faces, by id."""
+        return face_rows(self.catalog, "WHERE person_id=?", (int(person_id),))
+
+    def faces_of_content(self, content_id: int) -> list[FaceRow]:
+        """The faces of one photo's bytes, by id."""
+        return face_rows(self.catalog, "WHERE content_id=?", (int(content_id),))
+
+    def descriptors(self, face_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """Raw dlib descriptors by face id."""
+        return descriptors(self.catalog, face_ids)
+
+    def scanned(self, content_id: int) -> bool:
+        """Whether this photo's bytes were looked at for faces (with today's models)."""
+        return self.conn.execute("SELECT 1 FROM face_scans WHERE content_id=?", (content_id,)).fetchone() is not None
+
+    def contents_of(self, person_id: int) -> set[int]:
+        """The photos (content ids) showing this person."""
+        return {int(r[0]) for r in self.conn.execute("SELECT content_id FROM faces WHERE person_id=?", (person_id,))}
+
+    def shared_content(self, person_ids: Sequence[int]) -> int | None:
+        """A photo (content id) showing two faces of these persons together, if there is one."""
+        row = self.conn.execute(f"SELECT content_id FROM faces WHERE person_id IN ({','.join('?' * len(person_ids))}) "
+                                "GROUP BY content_id HAVING COUNT(*) > 1", list(person_ids)).fetchone()
+        return int(row[0]) if row else None
+
+    def set_persons(self, assignment: Iterable[tuple[int, int | None]]) -> None:
+        """Put faces in persons: (face id, person id, or None for no one)."""
+        self.conn.executemany("UPDATE faces SET person_id=? WHERE id=?", [(p, f) for f, p in assignment])
+
+    def unscanned_contents(self) -> set[int]:
+        """Photos (content ids) never looked at for faces with today's models."""
+        return {int(r[0]) for r in self.conn.execute(
             "SELECT id FROM contents c WHERE NOT EXISTS (SELECT 1 FROM face_scans s WHERE s.content_id=c.id)")}
 
-    def detect(self, images: Sequence[Image.Image]) -> list[list[Face]]:
-        return self.analyzer.faces(images)
+    def forget_detections(self) -> None:
+        """Every face and scan goes (other face models: every photo is looked at anew); people and marks stay."""
+        self.conn.execute("DELETE FROM faces")
+        self.conn.execute("DELETE FROM face_scans")
 
-    def put(self, catalog: Catalog, content_id: int, faces: Sequence[Face]) -> tuple[list[int], np.ndarray]:
-        """Write one photo's faces (inside the caller's transaction); return their ids and graph vectors."""
-        conn = catalog.conn
-        for row in conn.execute("SELECT id FROM faces WHERE content_id=?", (content_id,)).fetchall():
-            conn.execute("DELETE FROM vectors WHERE space=? AND label=?", (FACES, row[0]))
-        conn.execute("DELETE FROM faces WHERE content_id=?", (content_id,))
-        ids: list[int] = []
-        for face in faces:
-            cur = conn.execute("INSERT INTO faces(content_id, left, top, right, bottom, score, descriptor) "
-                               "VALUES(?,?,?,?,?,?,?)", (content_id, *face.box, face.score,
-                                                         np.asarray(face.encoding, dtype=np.float32).tobytes()))
-            ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
-        conn.execute("INSERT OR REPLACE INTO face_scans(content_id, faces) VALUES(?, ?)", (content_id, len(faces)))
-        vectors = normalize(np.stack([f.encoding for f in faces])) if faces else np.zeros((0, DIM), np.float32)
-        if ids:
-            catalog.put_vectors(FACES, ids, [content_id] * len(ids), vectors)
-        self.found += len(ids)
-        return ids, vectors
+    def replace_faces(self, content_id: int, faces: Sequence[Face]) -> list[int]:
+        """One photo's faces, in place of those it had (and their vectors); record the scan; return the new ids."""
+        old = [int(r[0]) for r in self.conn.execute("SELECT id FROM faces WHERE content_id=?", (content_id,))]
+        self.catalog.delete_vectors(FACES, old)
+        self.conn.execute("DELETE FROM faces WHERE content_id=?", (content_id,))
+        ids = [_rowid(self.conn.execute(
+            "INSERT INTO faces(content_id, left, top, right, bottom, score, descriptor) VALUES(?,?,?,?,?,?,?)",
+            (content_id, *face.box, face.score, np.asarray(face.encoding, dtype=np.float32).tobytes())))
+            for face in faces]
+        self.conn.execute("INSERT OR REPLACE INTO face_scans(content_id, faces) VALUES(?, ?)", (content_id, len(faces)))
+        return ids
 
+    # ---- people ----------------------------------------------------------------------------------------------------
 
-def configure_faces(store: Store, faces: bool | None, detector: str | None = None) -> FaceStage | None:
-    """Apply `--faces` / `--no-faces` / `--face-detector` to this database; return the face step, or None when off."""
-    settings = face_settings(store.catalog)
-    if faces is False:
-        if settings is not None or has_schema(store.catalog):
-            set_faces(store, None)
-        return None
-    if faces or detector:
-        settings = {"detector": detector or (settings or {}).get("detector", "hog")}
-        FaceDetector(settings["detector"])  # refuse an unknown detector before anything changes
-        set_faces(store, settings)
-    return FaceStage(analyzer_for(settings)) if settings is not None else None
+    def people(self) -> list[Person]:
+        """Everyone with at least one face, or a name; most faces first."""
+        rows = self.conn.execute(
+            "SELECT p.id, p.name, COUNT(f.id), (SELECT f2.id FROM faces f2 WHERE f2.person_id=p.id "
+            "ORDER BY (f2.right-f2.left)*(f2.bottom-f2.top)*f2.score DESC LIMIT 1) "
+            "FROM people p LEFT JOIN faces f ON f.person_id=p.id GROUP BY p.id "
+            "HAVING COUNT(f.id) > 0 OR p.name IS NOT NULL ORDER BY COUNT(f.id) DESC, p.id").fetchall()
+        return [Person(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
+
+    def person_ids(self) -> set[int]:
+        """Every person row, with faces or not."""
+        return {int(r[0]) for r in self.conn.execute("SELECT id FROM people")}
+
+    def name_owner(self, name: str, other_than: int) -> int | None:
+        """The person other than `other_than` already called `name` (case-insensitive), if any."""
+        row = self.conn.execute("SELECT id FROM people WHERE lower(name)=lower(?) AND id<>?",
+                                (name, other_than)).fetchone()
+        return int(row[0]) if row else None
+
+    def new_person(self, name: str | None = None) -> int:
+        """A new person row; its id."""
+        return _rowid(self.conn.execute("INSERT INTO people(name, created_at) VALUES(?, ?)", (name, time.time())))
+
+    def set_name(self, person_id: int, name: str | None) -> None:
+        """Name a person (None: no name)."""
+        self.conn.execute("UPDATE people SET name=? WHERE id=?", (name, person_id))
+
+    def merge_person(self, source: int, target: int) -> None:
+        """Person `source` becomes `target`: their faces and corrections move over, the `source` row goes."""
+        self.conn.execute("UPDATE faces SET person_id=? WHERE person_id=?", (target, source))
+        self.conn.execute("UPDATE OR IGNORE face_marks SET person_id=? WHERE person_id=?", (target, source))
+        self.conn.execute("DELETE FROM people WHERE id=?", (source,))
+
+    def delete_person(self, person_id: int) -> None:
+        """A person's row and corrections go; their faces are left unassigned (delete them with `delete_faces`)."""
+        self.conn.execute("DELETE FROM face_marks WHERE person_id=?", (person_id,))
+        self.conn.execute("DELETE FROM people WHERE id=?", (person_id,))
+
+    def drop_empty_people(self) -> None:
+        """Delete people with no name, no face and no correction: numbers the clustering no longer uses."""
+        self.conn.execute("DELETE FROM people WHERE name IS NULL AND id NOT IN (SELECT person_id FROM faces WHERE "
+                          "person_id IS NOT NULL) AND id NOT IN (SELECT person_id FROM face_marks)")
+
+    # ---- corrections -----------------------------------------------------------------------------------------------
+    # face_marks are the user's corrections: "this face is person P" (is_person=1) or "is not P" (0). They are keyed
+    # by the photo's bytes and the box, not by face id, so they hold even when faces are detected anew (another
+    # detector, a photo removed and added back): a mark applies to the face of that photo whose box overlaps it most.
+
+    def marks(self) -> list[Mark]:
+        """Every correction the user made."""
+        rows = self.conn.execute("SELECT sha256, left, top, right, bottom, person_id, is_person FROM face_marks")
+        return [Mark(r[0], (r[1], r[2], r[3], r[4]), int(r[5]), bool(r[6])) for r in rows]
+
+    def content_sha256(self) -> dict[int, str]:
+        """Content id -> the photo bytes' sha256, which marks are keyed by."""
+        return self.catalog.content_hashes()
+
+    def mark(self, face_id: int, person_id: int, *, is_person: bool) -> None:
+        """Remember that this face is (or is not) this person, on its photo's bytes and box."""
+        row = self.conn.execute("SELECT c.sha256, f.left, f.top, f.right, f.bottom FROM faces f "
+                                "JOIN contents c ON c.id=f.content_id WHERE f.id=?", (face_id,)).fetchone()
+        if row is None:
+            return
+        if is_person:  # a face is one person: its other "is" marks go
+            self.conn.execute("DELETE FROM face_marks WHERE sha256=? AND left=? AND top=? AND right=? AND bottom=? "
+                              "AND is_person=1", tuple(row))
+        else:  # "not P" undoes an earlier "is P"
+            self.conn.execute("DELETE FROM face_marks WHERE sha256=? AND left=? AND top=? AND right=? AND bottom=? "
+                              "AND person_id=?", (*row, person_id))
+        self.conn.execute("INSERT OR REPLACE INTO face_marks(sha256, left, top, right, bottom, person_id, is_person) "
+                          "VALUES(?,?,?,?,?,?,?)", (*row, person_id, int(is_person)))
+
+    def pin(self, face_ids: Iterable[int], person_id: int) -> None:
+        """Confirm these faces as this person: later clustering keeps them there."""
+        for f in face_ids:
+            self.mark(f, person_id, is_person=True)

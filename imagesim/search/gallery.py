@@ -54,8 +54,8 @@ class Gallery:
 
     @classmethod
     def open(cls, db: str | os.PathLike[str], *, model: ModelSpec | None = None, encoder: Encoder | None = None,
-             threads: int | None = None, precision: str | None = None) -> Gallery:
-        kwargs: dict[str, Any] = {"model": model}
+             threads: int | None = None, precision: str | None = None, torch_threads: int | None = None) -> Gallery:
+        kwargs: dict[str, Any] = {"model": model, "torch_threads": torch_threads}
         if threads:
             kwargs["threads"] = threads
         if precision:
@@ -86,8 +86,8 @@ class Gallery:
             from ..encoders import create_encoder
 
             spec = self.settings.model or self.model_spec() or ModelSpec()
-            self._encoder = create_encoder("clip", spec=spec, threads=self.settings.threads,
-                                           precision=self.settings.precision)
+            self._encoder = create_encoder("clip", spec=spec, precision=self.settings.precision,
+                                           torch_threads=self.settings.torch_threads)
         if not self._encoder_checked:
             self._check_encoder(self._encoder)
             self._encoder_checked = True
@@ -149,7 +149,7 @@ class Gallery:
         encoder = self.encoder
         if not hasattr(encoder, "embed_texts"):
             raise ImagesimError("this model has no text tower")
-        return self.search_vector(encoder.embed_texts([text])[0], k)  # type: ignore[attr-defined]
+        return self.search_vector(encoder.embed_texts([text])[0], k)
 
     @_catalog_errors
     def search_vector(self, vector: np.ndarray, k: int = 10, space: str = CONTENT) -> list[Match]:

@@ -62,7 +62,8 @@ def look_search(store: Store, query: Query, k: int, *, mode: str, style_weight: 
         c_labels, c_vecs = (store.catalog.vectors(CONTENT, cand.tolist()) if content_q is not None
                             else (np.zeros(0, np.int64), np.zeros((0, 1), np.float32)))
     style_scores = dict(zip(s_labels.tolist(), (s_vecs @ style_q).tolist(), strict=True))
-    content_scores = dict(zip(c_labels.tolist(), (c_vecs @ content_q).tolist(), strict=True)) if len(c_labels) else {}
+    content_scores = (dict(zip(c_labels.tolist(), (c_vecs @ content_q).tolist(), strict=True))
+                      if content_q is not None and len(c_labels) else {})
     blocks = enc.block_similarities(style_q, s_vecs) if len(s_labels) else {}
     block_of = {lb: {b: float(blocks[b][i]) for b in BLOCKS} for i, lb in enumerate(s_labels.tolist())}
 

@@ -174,6 +174,15 @@ class Catalog:
         self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        self.conn.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    def checkpoint(self) -> bool:
+        """Checkpoint the WAL into the database and truncate it (deleted bytes must not linger there either); False
+        when a reader kept it from finishing."""
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return int(busy) == 0
+
     def roots(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT path FROM roots ORDER BY path")]
 
@@ -294,6 +303,13 @@ class Catalog:
             "INSERT OR REPLACE INTO vectors(space, label, content_id, vector) VALUES(?,?,?,?)",
             [(space, int(lb), int(cid), vec.tobytes())
              for lb, cid, vec in zip(labels, content_ids, vectors, strict=True)])
+
+    def delete_vectors(self, space: str, labels: Iterable[int]) -> None:
+        self.conn.executemany("DELETE FROM vectors WHERE space=? AND label=?", [(space, int(lb)) for lb in labels])
+
+    def content_hashes(self) -> dict[int, str]:
+        """Content id -> the photo bytes' SHA-256."""
+        return {int(r[0]): r[1] for r in self.conn.execute("SELECT id, sha256 FROM contents")}
 
     def labels(self, space: str) -> np.ndarray:
         rows = self.conn.execute("SELECT label FROM vectors WHERE space=?", (space,)).fetchall()

@@ -177,7 +177,7 @@ class Store:
                 with self.catalog.transaction():
                     self.catalog.put_index_file(new_state)
                 self._drop_files(space, keep=new_state.filename)
-            self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # WAL must not keep deleted bytes either
+            self.catalog.checkpoint()  # the WAL must not keep deleted bytes either
 
     def rebuild(self) -> list[str]:
         """Rebuild every graph from the stored vectors (the `repair` path); return the spaces rebuilt."""
@@ -204,8 +204,8 @@ class Store:
         with self.lock:
             return self.catalog.space(space) is not None
 
-    def stored_vector(self, path: str | os.PathLike[str], space: str) -> np.ndarray | None:
-        """The stored vector of a gallery file in `space`, when the file is indexed and unchanged since; else None."""
+    def indexed_content(self, path: str | os.PathLike[str]) -> int | None:
+        """The content id of a gallery file that is indexed and unchanged since (same size and mtime); else None."""
         try:
             real = os.path.realpath(path)
             st = os.stat(real)
@@ -213,10 +213,15 @@ class Store:
             return None
         with self.lock:
             row = self.catalog.file(real)
-            if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
-                return None
-            assert row.content_id is not None
-            return self.catalog.vector_for_content(space, row.content_id)
+        if row is None or row.status != "ok" or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
+            return None
+        return row.content_id
+
+    def stored_vector(self, path: str | os.PathLike[str], space: str) -> np.ndarray | None:
+        """The stored vector of a gallery file in `space`, when the file is indexed and unchanged since; else None."""
+        with self.lock:
+            content_id = self.indexed_content(path)
+            return None if content_id is None else self.catalog.vector_for_content(space, content_id)
 
     def search(self, space: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine scores) per query, best first; empty rows when the space holds nothing."""

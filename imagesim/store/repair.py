@@ -103,11 +103,8 @@ def _tidy(catalog: Catalog, removed: dict[str, int]) -> None:
     own_labels = [sp for ts in sets for sp in ts.spaces]  # spaces whose labels are not content ids
     not_own = "space NOT IN ({})".format(",".join("?" * len(own_labels))) if own_labels else "1"
     rules: list[tuple[str, str, tuple]] = [
-        ("files", "content_id IS NOT NULL AND content_id NOT IN (SELECT id FROM contents)", ()),
-        ("vectors", "space NOT IN (SELECT name FROM spaces)", ()),
-        ("vectors", f"{not_own} AND content_id NOT IN (SELECT id FROM contents)", tuple(own_labels)),
-        ("index_files", "space NOT IN (SELECT name FROM spaces)", ()),
-    ]
+        (table, where.format(own=not_own), tuple(own_labels) if "{own}" in where else ())
+        for table, where in cat.CORE_ORPHANS]
     rules += [(table, where, ()) for ts in sets for table, where in ts.orphans]
     for table, where, params in rules:
         _count(removed, table, catalog.conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount)

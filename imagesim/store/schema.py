@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS index_files(
     _crc INTEGER);
 """
 
+# What `imagesim repair` drops from the core tables when it points at nothing, as (table, WHERE); `{own}` stands for
+# "the vector's space is not one of an optional set's" (spaces whose labels are not content ids).
+CORE_ORPHANS = (
+    ("files", "content_id IS NOT NULL AND content_id NOT IN (SELECT id FROM contents)"),
+    ("vectors", "space NOT IN (SELECT name FROM spaces)"),
+    ("vectors", "{own} AND content_id NOT IN (SELECT id FROM contents)"),
+    ("index_files", "space NOT IN (SELECT name FROM spaces)"),
+)
+
 # Row checksums. SQLite keeps no page checksums, so damage that leaves its b-trees valid (a flipped byte inside a
 # vector, a path, a count) would go unnoticed. Every table has a `_crc` column that triggers keep equal to
 # row_crc(the row's other columns) on every insert and update, whatever code path writes; opening a catalog checks
@@ -66,9 +75,12 @@ def row_crc(*values: object) -> int:
             parts.append(b"i" + v.to_bytes(8, "little", signed=True))
         elif isinstance(v, float):
             parts.append(b"f" + struct.pack("<d", v))
+        elif isinstance(v, str):
+            raw = v.encode("utf-8", "surrogatepass")
+            parts.append(b"t" + len(raw).to_bytes(8, "little") + raw)
         else:
-            raw = v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v)  # type: ignore[arg-type]
-            parts.append((b"t" if isinstance(v, str) else b"b") + len(raw).to_bytes(8, "little") + raw)
+            raw = bytes(v)  # type: ignore[call-overload]  # a blob: bytes, memoryview or bytearray from SQLite
+            parts.append(b"b" + len(raw).to_bytes(8, "little") + raw)
     return zlib.crc32(b"".join(parts))
 
 

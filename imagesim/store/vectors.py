@@ -174,11 +174,11 @@ class LabelSet(Set[int]):
     read-only `Set` (==, <=, &, - with Python sets work) plus add/update/discard.
     """
 
-    def __init__(self, labels: list[int] | np.ndarray = ()) -> None:
+    def __init__(self, labels: list[int] | np.ndarray | tuple[()] = ()) -> None:
         self._flags: np.ndarray | None = np.zeros(0, dtype=bool)
         self._set: set[int] = set()
         self._count = 0
-        self.update(labels)
+        self.update(np.asarray(labels, dtype=np.int64))
 
     def __len__(self) -> int:
         return self._count if self._flags is not None else len(self._set)
@@ -186,7 +186,7 @@ class LabelSet(Set[int]):
     def __contains__(self, label: object) -> bool:
         if self._flags is None:
             return label in self._set
-        return isinstance(label, (int, np.integer)) and 0 <= label < len(self._flags) and bool(self._flags[label])
+        return bool(isinstance(label, (int, np.integer)) and 0 <= label < len(self._flags) and self._flags[label])
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.to_array().tolist())

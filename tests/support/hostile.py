@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.photos import photo
+from tests.support.photos import photo
 
 
 def _save(img: Image.Image, fmt: str, **kw: object) -> bytes:

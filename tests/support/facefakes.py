@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagesim.faces.detect import DIM, FaceAnalyzer, FaceDetector, FaceEmbedder
+from imagesim.faces.analyze import FaceAnalyzer
+from imagesim.faces.detect import FaceDetector
+from imagesim.faces.embed import DIM, FaceEmbedder
 
 PALETTE = [(220, 40, 40), (40, 200, 40), (40, 40, 220), (230, 220, 40), (200, 40, 200)]
 GREY = (128, 128, 128)
@@ -115,7 +117,7 @@ def index_with_fakes(db: Path, roots: Sequence[Path], encoders: Sequence[Any],
                      analyzer: FaceAnalyzer | None = None) -> Any:
     """`imagesim index --faces` with fake face models: index, cluster, close; return the IndexReport."""
     from imagesim.faces.people import People
-    from imagesim.faces.store import FaceStage, configure_faces
+    from imagesim.faces.stage import FaceStage, configure_faces
     from imagesim.indexer import index_gallery
     from imagesim.store import Store
 

@@ -1,0 +1,60 @@
+"""Face recognition: whose face is it? dlib's 128-d ResNet descriptor of a face aligned by 5 landmarks.
+
+It needs detections (boxes from `detect.py`), as immich's recognizer declares; it never looks for faces itself.
+Descriptors are raw dlib vectors (not unit length): their euclidean distance is what `verdicts.py` judges.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .detect import model_file
+
+DIM = 128
+CHIP_SIZE = 150  # the ResNet descriptor's aligned input
+CHIP_PADDING = 0.25
+
+
+class FaceEmbedder:
+    """Aligns each face with 5 landmarks and turns its 150 px chip into dlib's 128-d descriptor (batched)."""
+
+    def __init__(self, *, predictor: Any = None, recognizer: Any = None) -> None:
+        self._predictor = predictor
+        self._recognizer = recognizer
+        self._lock = threading.Lock()
+
+    def _models(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._predictor is None or self._recognizer is None:
+                import dlib
+
+                if self._predictor is None:
+                    self._predictor = dlib.shape_predictor(model_file("shape_predictor_5_face_landmarks.dat"))
+                if self._recognizer is None:
+                    self._recognizer = dlib.face_recognition_model_v1(
+                        model_file("dlib_face_recognition_resnet_model_v1.dat"))
+            return self._predictor, self._recognizer
+
+    def describe(self) -> dict[str, Any]:
+        return {"landmarks": "shape_predictor_5_face_landmarks", "descriptor": "dlib_face_recognition_resnet_model_v1",
+                "chip": CHIP_SIZE, "padding": CHIP_PADDING}
+
+    def chip(self, arr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The aligned 150x150 face chip for a box in `arr`'s pixels."""
+        import dlib
+
+        predictor, _ = self._models()
+        rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1)
+        return dlib.get_face_chip(arr, predictor(arr, rect), size=CHIP_SIZE, padding=CHIP_PADDING)
+
+    def face_encodings(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, 128) float32 raw descriptors for aligned chips, in one call to the network."""
+        if not chips:
+            return np.zeros((0, DIM), dtype=np.float32)
+        _, recognizer = self._models()
+        out = recognizer.compute_face_descriptor(list(chips))
+        return np.asarray([np.asarray(v, dtype=np.float32) for v in out], dtype=np.float32).reshape(len(chips), DIM)
