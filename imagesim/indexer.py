@@ -24,6 +24,7 @@ from PIL import Image
 from .config import BATCH_SIZE, COMMIT_EVERY_S, ModelSpec, Settings, default_threads
 from .encoders import WEIGHT_FREE, Encoder
 from .errors import ImageError, ImagesimError
+from .faces.analyze import FaceAnalyzer
 from .faces.people import People
 from .faces.stage import FaceStage, configure_faces
 from .faces.store import faces_version
@@ -305,11 +306,12 @@ class _Pipeline:
 def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, rebuild: bool = False,
               progress: bool | None = None, encoders: Sequence[Encoder] | None = None,
               faces: bool | None = None, face_detector: str | None = None,
-              content_encoder: Encoder | None = None) -> IndexReport:
+              content_encoder: Encoder | None = None, face_analyzer: FaceAnalyzer | None = None) -> IndexReport:
     """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done.
 
     `faces` True turns face indexing on for this database (remembered), False turns it off and deletes all face
-    data, None keeps what the database says. `content_encoder` reuses an already loaded model (the web page's)."""
+    data, None keeps what the database says. `content_encoder` and `face_analyzer` reuse already loaded models (the
+    web page's)."""
     import json
     from dataclasses import asdict
 
@@ -324,7 +326,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
             encoders = [content_encoder or create_encoder("clip", spec=spec, precision=settings.precision,
                                                           torch_threads=settings.torch_threads)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
-        stage = configure_faces(store, faces, face_detector)
+        stage = configure_faces(store, faces, face_detector, face_analyzer)
         faces_before = faces_version(store.catalog) if stage is not None else None
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
                                threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,

@@ -1,4 +1,9 @@
-"""The web UI: handlers called directly, the app driven over HTTP with gradio_client, and a real headless browser."""
+"""The web UI against one real indexed database: handlers called directly, the app driven over HTTP with
+gradio_client, and a real headless browser.
+
+The database is built once per session (content, style and near-duplicate vectors with the tiny model; faces with the
+fake face models, clustered, one person named) and each test gets its own copy of it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,6 @@ import json
 import os
 import shutil
 import socket
-import sys
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +18,16 @@ from typing import Any
 
 import pytest
 
-from imagesim.config import Settings
+from imagesim.config import ModelSpec, Settings
+from imagesim.encoders import Encoder, create_encoder
 from imagesim.errors import ImagesimError
+from imagesim.faces.people import People
+from imagesim.images import load_image
 from imagesim.indexer import run_index
 from imagesim.search import Gallery, Match
-from tests.photos import photo, write_gallery, write_photo
+from imagesim.store import Store
+from tests.support.facefakes import fake_analyzer, index_with_fakes, write_face_photo
+from tests.support.photos import photo, write_gallery, write_photo
 
 gr = pytest.importorskip("gradio")
 
@@ -31,13 +39,25 @@ from imagesim_ui.thumbs import NotInGallery, Thumbnails, draw_boxes  # noqa: E40
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
+# Who is in each photo of people/ (fake faces: one colour per person): 0 three times, 1 twice, 2 once (too few for a
+# person of their own).
+GROUPS = [[0], [0, 1], [1], [0], [2]]
+PHOTOS = 12 + 1 + len(GROUPS)  # photo_000..011, a smaller copy of photo_011, the people photos
 
 
-# ---- a small indexed gallery, built once ---------------------------------------------------------------------------
+# ---- one real database of the whole feature set, built once -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Indexed:
+    photos: Path  # photo_000.jpg ... photo_011.jpg and photo_011_small.jpg, a near duplicate
+    people: Path  # group_0.jpg ... one coloured square per face
+    db: Path  # never opened: every test copies it
+    files: list[Path]  # photo_000.jpg ... photo_011.jpg
+
 
 @dataclass
 class Site:
-    root: Path  # the gallery folder
+    root: Path  # the gallery folder of ordinary photos
     db: Path
     gallery: Gallery
     thumbs: Thumbnails
@@ -45,29 +65,71 @@ class Site:
     photos: list[Path] = field(default_factory=list)
 
 
+def near_duplicate(path: Path, seed: int = 11, size: tuple[int, int] = (80, 60), quality: int = 60) -> Path:
+    """photo(seed) again, smaller and more compressed: what a phone's shared copy of a photo looks like."""
+    photo(seed).resize(size).save(path, quality=quality)
+    return path
+
+
 @pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory, tiny_spec, tiny_encoder) -> Iterator[Site]:
+def indexed(tmp_path_factory: pytest.TempPathFactory, tiny_spec: ModelSpec, tiny_encoder: Encoder) -> Indexed:
+    """What `imagesim index --faces` and a few corrections leave behind, with the tiny model and fake face models."""
     base = tmp_path_factory.mktemp("ui")
-    before = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(base / "gradio")  # the app's private served folder, as `serve` does
-    root = base / "gallery"
-    photos = write_gallery(root, 12)
-    db = base / "db"
-    run_index(Settings.for_db(db, model=tiny_spec, threads=1), [root], encoders=[tiny_encoder], progress=False)
-    gallery = Gallery.open(db, encoder=tiny_encoder, threads=1)
-    thumbs = Thumbnails(base / "gradio" / "thumbs", [str(root)], [str(db)])
-    yield Site(root, db, gallery, thumbs, Handlers(gallery, thumbs), photos)
-    gallery.close()
-    if before is None:
-        os.environ.pop("GRADIO_TEMP_DIR", None)
-    else:
-        os.environ["GRADIO_TEMP_DIR"] = before
+    photos, people, db = base / "photos", base / "people", base / "db"
+    files = write_gallery(photos, 12)
+    near_duplicate(photos / "photo_011_small.jpg")
+    for i, who in enumerate(GROUPS):
+        write_face_photo(people / f"group_{i}.jpg", who, seed=i)
+    encoders = [tiny_encoder, create_encoder("style"), create_encoder("dup")]
+    run_index(Settings.for_db(db, model=tiny_spec, threads=1), [photos, people], encoders=encoders, progress=False)
+    # Faces in people/ only: the fake detector would take some of the random photos' coloured discs for faces.
+    index_with_fakes(db, [people], encoders)
+    store = Store.open(db)
+    try:  # what a user does in the People tab or with `imagesim people`: name someone, split a person in two
+        book = People(store)
+        first, second = book.list()
+        book.rename(first.id, "Ada")
+        book.split(second.id, [book.faces(second.id)[0].face_id])
+    finally:
+        store.close()
+    return Indexed(photos, people, db, files)
+
+
+def open_copy(indexed: Indexed, folder: Path, encoder: Encoder, thumbs_dir: Path) -> Site:
+    """A copy of the database (the photos stay where they are: the catalog knows them by absolute path), opened with
+    the fake face models it was indexed with, injected as the page would hand over its loaded ones."""
+    db = folder / "db"
+    shutil.copytree(indexed.db, db)
+    gallery = Gallery.open(db, encoder=encoder, face_analyzer=fake_analyzer(), threads=1)
+    thumbs = Thumbnails(thumbs_dir, [str(indexed.photos), str(indexed.people)], [str(db)])
+    return Site(indexed.photos, db, gallery, thumbs, Handlers(gallery, thumbs), indexed.files)
+
+
+@pytest.fixture()
+def site(indexed: Indexed, tiny_encoder: Encoder, tmp_path: Path) -> Iterator[Site]:
+    site = open_copy(indexed, tmp_path, tiny_encoder, tmp_path / "thumbs")
+    yield site
+    site.gallery.close()
+
+
+@pytest.fixture()
+def empty(tmp_path: Path) -> Iterator[Handlers]:
+    """An empty database: no photos, no style or near-duplicate vectors, faces off."""
+    Store.open(tmp_path / "empty", create=True).close()
+    with Gallery.open(tmp_path / "empty") as g:
+        yield Handlers(g, Thumbnails(tmp_path / "t", []))
 
 
 @pytest.fixture()
 def upload(tmp_path: Path) -> str:
     """A photo the way Gradio hands an upload over: a temp file named like the user's file."""
     return str(write_photo(tmp_path / "holiday.jpg", 3, quality=90))
+
+
+@pytest.fixture()
+def faces_upload(tmp_path: Path) -> str:
+    """A new photo of persons 0 and 1, side by side."""
+    return str(write_face_photo(tmp_path / "friends.jpg", [0, 1], seed=99))
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------
@@ -120,14 +182,12 @@ def test_readable_errors_never_tracebacks(site: Site, tmp_path: Path) -> None:
     assert site.handlers.more_like(None).message == "pick a photo in the results first"
 
 
-def test_unexpected_errors_are_one_line(site: Site, upload: str) -> None:
-    class Broken:
-        encoder = site.gallery.encoder
+def test_unexpected_errors_are_one_line(site: Site, upload: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def on_fire(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
 
-        def search(self, *a: object, **kw: object) -> list[Match]:
-            raise RuntimeError("disk on fire")
-
-    out = Handlers(Broken(), site.thumbs).search_photo(upload)  # type: ignore[arg-type]
+    monkeypatch.setattr(site.gallery, "search", on_fire)
+    out = site.handlers.search_photo(upload)
     assert out.message.startswith("something went wrong (RuntimeError: disk on fire)")
 
 
@@ -170,40 +230,30 @@ def test_details_read_the_exif_date(site: Site) -> None:
 
 def test_status_line(site: Site) -> None:
     md = site.handlers.status_markdown()
-    assert "**12** photos" in md and "model `config:" in md and "last indexed just now" in md
+    assert f"**{PHOTOS}** photos" in md and f"**{sum(map(len, GROUPS))}** faces" in md
+    assert "model `config:" in md and "last indexed just now" in md
 
 
-def test_status_of_an_empty_database(tmp_path: Path) -> None:
-    from imagesim.store import Store
-
-    Store.open(tmp_path / "empty", create=True).close()
-    with Gallery.open(tmp_path / "empty") as g:
-        h = Handlers(g, Thumbnails(tmp_path / "t", []))
-        assert h.status_markdown().startswith("**No photos indexed yet.**")
-        assert h.search_text("x").message.startswith("no photos indexed yet")
-        assert "nothing to index" in h.index_now()
+def test_status_of_an_empty_database(empty: Handlers) -> None:
+    assert empty.status_markdown().startswith("**No photos indexed yet.**")
+    assert empty.search_text("x").message.startswith("no photos indexed yet")
+    assert "nothing to index" in empty.index_now()
 
 
-def test_index_now_adds_new_photos_and_queries_keep_working(site: Site, tiny_encoder) -> None:
+def test_index_now_adds_new_photos_and_queries_keep_working(site: Site) -> None:
     new = write_photo(site.root / "new" / "fresh.jpg", 500)
     try:
-        seen: list[list[str]] = []
-
-        def indexer(roots: list[str]) -> Any:
-            seen.append(roots)
-            return run_index(Settings.for_db(site.db, threads=1), roots, encoders=[tiny_encoder], progress=False)
-
-        h = Handlers(site.gallery, site.thumbs, indexer=indexer)
-        msg = h.index_now()
-        assert msg.startswith("indexed: 1 added") and seen == [[str(site.root)]]
+        # The page's own indexer over the roots the catalog records (photos/ and people/), with the page's model.
+        msg = site.handlers.index_now()
+        assert msg.startswith("indexed: 1 added") and site.gallery.status()["photos"] == PHOTOS + 1
         assert site.gallery.search(str(new), 1)[0].path == str(new)
+        assert site.gallery.has_space("style") and site.gallery.search(str(new), 1, mode="style")[0].path == str(new)
         # While another process holds the writer lock, indexing says so and searching still works.
         with site.gallery.store.writer():
-            assert "another imagesim process is writing" in h.index_now()
+            assert "another imagesim process is writing" in site.handlers.index_now()
             assert site.handlers.search_text("fresh", 2).items
     finally:
         shutil.rmtree(site.root / "new")
-        run_index(Settings.for_db(site.db, threads=1), [site.root], encoders=[tiny_encoder], progress=False)
 
 
 def test_upload_that_pillow_cannot_open_reaches_the_handler(tmp_path: Path) -> None:
@@ -225,155 +275,77 @@ def test_draw_boxes_numbers_each_face() -> None:
     assert out.getpixel((10, 70)) != img.getpixel((10, 70))  # outline drawn on the left edge of box 1
 
 
-# ---- features from other branches, through the API contract, with small fakes ----------------------------------
+# ---- what the database holds: Same look, Faces, People, Duplicates ------------------------------------------------
 
-@dataclass
-class FakeFaceMatch:
-    path: str
-    box: tuple[int, int, int, int]
-    distance: float
-    same_person: bool
-    confidence: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "box": list(self.box), "distance": self.distance,
-                "same_person": self.same_person, "confidence": self.confidence}
-
-
-@dataclass
-class FakeFace:
-    box: tuple[int, int, int, int]
-    matches: list[FakeFaceMatch]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"box": list(self.box), "matches": [m.to_json() for m in self.matches]}
-
-
-@dataclass(frozen=True)
-class StyleMatch(Match):
-    content_score: float | None = None
-    style_score: float | None = None
-    why: str | None = None
-
-
-class FeatureGallery(Gallery):
-    """The real gallery plus fakes of the style, faces and duplicates API (as the contract in common.md says)."""
-
-    calls: list[tuple[Any, ...]]
-    no_faces = False
-
-    def has_space(self, name: str) -> bool:
-        return name in ("style", "dup")
-
-    def search(self, query: Any, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
-        self.calls.append(("search", mode, style_weight))
-        base = super().search(query, k)
-        if mode == "content":
-            return base
-        return [StyleMatch(m.path, m.score, m.score, m.score * 0.9, why=f"same palette ({mode})") for m in base]
-
-    def faces_enabled(self) -> bool:
-        return True
-
-    def faces(self, query: Any, k: int = 10) -> list[FakeFace]:
-        if self.no_faces:
-            raise ImagesimError("no face found in the upload: try a photo where a face is clearly visible")
-        paths = self.store.catalog.paths_for(range(1, 4))
-        files = [p for ps in paths.values() for p in ps]
-        return [FakeFace((5, 5, 40, 40), [FakeFaceMatch(files[0], (2, 2, 30, 30), 0.31, True, "high"),
-                                         FakeFaceMatch(files[1], (10, 8, 50, 40), 0.72, False, "low")]),
-                FakeFace((50, 10, 90, 60), [FakeFaceMatch(files[2], (0, 0, 20, 20), 0.45, True, "medium")])]
-
-    def duplicates(self) -> list[list[str]]:
-        return [[str(p) for p in sorted(self.store.catalog.paths_for([1, 2]).values())[0]] + ["/gone/missing.jpg"]]
-
-
-@pytest.fixture()
-def features(site: Site, tiny_encoder, monkeypatch: pytest.MonkeyPatch) -> Handlers:
-    g = FeatureGallery(site.gallery.store, site.gallery.settings, tiny_encoder)
-    g.calls = []
-
-    @dataclass
-    class Person:
-        id: int
-        name: str | None
-        face_count: int
-        cover_face_id: int
-
-    class People:
-        names: dict[int, str | None] = {1: "Ada", 2: None}
-
-        def __init__(self, store: Any) -> None:
-            assert store is site.gallery.store
-
-        def list(self) -> list[Person]:
-            return [Person(i, n, 3 - i, 10 + i) for i, n in self.names.items()]
-
-        def rename(self, person: int, name: str) -> None:
-            self.names[person] = name
-
-        def face_thumbnail(self, face_id: int) -> Any:
-            return photo(face_id, (64, 64))
-
-    module = types.ModuleType("imagesim.people")
-    module.People = People  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "imagesim.people", module)
-    return Handlers(g, site.thumbs)
-
-
-def test_features_are_detected_through_the_contract(site: Site, features: Handlers) -> None:
-    assert (site.handlers.has_style(), site.handlers.has_faces(), site.handlers.has_duplicates()) == (False,) * 3
-    assert (features.has_style(), features.has_faces(), features.has_people(), features.has_duplicates()) == (True,) * 4
-
-
-def test_tabs_appear_only_for_features_that_exist(site: Site, features: Handlers) -> None:
+def test_tabs_follow_what_the_database_holds(site: Site, empty: Handlers) -> None:
     def tabs(demo: gr.Blocks) -> list[str]:
         return [b["props"].get("label") for b in demo.config["components"] if b["type"] == "tabitem"]
 
-    assert tabs(build_demo(site.gallery, handlers=site.handlers)) == ["Similar"]
-    assert tabs(build_demo(features.gallery, handlers=features)) == ["Similar", "Same look", "Faces", "People",
-                                                                     "Duplicates"]
+    assert (empty.has_style(), empty.has_faces(), empty.has_duplicates()) == (False,) * 3
+    assert (site.handlers.has_style(), site.handlers.has_faces(), site.handlers.has_duplicates()) == (True,) * 3
+    assert tabs(build_demo(empty.gallery, handlers=empty)) == ["Similar"]
+    assert tabs(build_demo(site.gallery, handlers=site.handlers)) == ["Similar", "Same look", "Faces", "People",
+                                                                      "Duplicates"]
 
 
-def test_style_blend_slider_picks_the_mode(features: Handlers, upload: str) -> None:
-    g = features.gallery
-    out = features.search_style(upload, 0.3, 4)
-    assert len(out.items) == 4 and out.items[0]["why"] == "same palette (blend)"
-    features.search_style(upload, 1.0, 4)
-    features.search_style(upload, 0.0, 4)
-    assert [c[1:] for c in g.calls] == [("blend", 0.3), ("style", 1.0), ("content", 0.0)]  # type: ignore[attr-defined]
+def test_style_blend_slider_picks_the_mode(site: Site, upload: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, float]] = []
+    search = site.gallery.search
+
+    def spy(query: Any, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
+        calls.append((mode, style_weight))
+        return search(query, k, mode=mode, style_weight=style_weight)
+
+    monkeypatch.setattr(site.gallery, "search", spy)
+    out = site.handlers.search_style(upload, 0.3, 4)
+    [expected, *_] = search(load_image(upload), 4, mode="blend", style_weight=0.3)
+    assert len(out.items) == 4 and out.items[0]["path"] == expected.path
+    assert expected.why and out.items[0]["why"] == expected.why  # the gallery's own words: which look matched
+    site.handlers.search_style(upload, 1.0, 4)
+    site.handlers.search_style(upload, 0.0, 4)
+    assert calls == [("blend", 0.3), ("style", 1.0), ("content", 0.0)]
 
 
-def test_faces_are_numbered_with_verdicts(features: Handlers, upload: str) -> None:
-    out = features.search_faces(upload)
+def test_faces_are_numbered_with_verdicts(site: Site, faces_upload: str, tmp_path: Path) -> None:
+    out = site.handlers.search_faces(faces_upload)
     annotated, per_face = out.extra
     assert Path(annotated).is_file() and len(per_face) == 2
-    first = per_face[0]
-    assert [it["same_person"] for it in first] == [True, False]
-    assert first[0]["caption"].startswith("✓ high") and first[1]["caption"].startswith("✗ low")
+    first = per_face[0]  # person 0, the left face: three photos of them, then everyone else's
+    assert [it["same_person"] for it in first] == [True] * 3 + [False] * 3 and out.items == first
+    assert first[0]["caption"].startswith("✓ high") and first[-1]["caption"].startswith("✗ high")
     assert "same person, high confidence" in first[0]["why"]
-    features.gallery.no_faces = True  # type: ignore[attr-defined]
-    out = features.search_faces(upload)
+    assert {Path(it["path"]).parent for it in first} == {site.root.parent / "people"}
+    nobody = write_face_photo(tmp_path / "wall.jpg", [])
+    out = site.handlers.search_faces(str(nobody))
     assert out.items == [] and out.message.startswith("no face found")
 
 
-def test_people_listed_and_renamed(features: Handlers) -> None:
-    out = features.people()
-    assert [it["caption"] for it in out.items] == ["Ada · 2 photos", "Person 2 · 1 photo"]
+def test_people_listed_and_renamed(site: Site) -> None:
+    out = site.handlers.people()
+    assert [it["caption"] for it in out.items] == ["Ada · 3 photos", "Person 2 · 1 photo", "Person 3 · 1 photo"]
     assert all(Path(it["thumb"]).is_file() for it in out.items)
-    renamed = features.rename_person(out.items[1], "  Grace ")
+    renamed = site.handlers.rename_person(out.items[1], "  Grace ")
     assert renamed.items[1]["name"] == "Grace" and renamed.message == "renamed to Grace"
-    assert features.rename_person(None, "x").message == "pick a person first"
-    assert features.rename_person(out.items[0], " ").message == "type a name"
+    assert People(site.gallery.store).person("grace").id == out.items[1]["id"]  # in the database, not just the page
+    assert site.handlers.rename_person(None, "x").message == "pick a person first"
+    assert site.handlers.rename_person(out.items[0], " ").message == "type a name"
 
 
-def test_duplicates_grouped_and_missing_files_skipped(features: Handlers) -> None:
-    out = features.duplicates()
-    assert out.extra == 1 and [it["group"] for it in out.items] == [1]
-    assert "group 1" in out.items[0]["caption"]
+def test_duplicates_grouped_and_missing_files_skipped(site: Site) -> None:
+    out = site.handlers.duplicates()
+    assert out.extra == 1 and [it["name"] for it in out.items] == ["photo_011.jpg", "photo_011_small.jpg"]
+    assert [it["group"] for it in out.items] == [1, 1] and "group 1" in out.items[0]["caption"]
+    gone = near_duplicate(site.root / "photo_011_gone.jpg", size=(96, 72), quality=40)
+    try:
+        assert site.handlers.index_now().startswith("indexed: 1 added")
+    finally:
+        gone.unlink()  # deleted since the last index run: still in the catalog, no longer on disk
+    assert [len(g) for g in site.gallery.duplicates()] == [3]
+    out = site.handlers.duplicates()
+    assert out.extra == 1 and [it["name"] for it in out.items] == ["photo_011.jpg", "photo_011_small.jpg"]
 
 
-def test_api_functions_return_json(site: Site, upload: str, features: Handlers) -> None:
+def test_api_functions_return_json(site: Site, upload: str, faces_upload: str, empty: Handlers) -> None:
     results = api.search(site.gallery, upload, 3)
     assert json.loads(json.dumps(results)) == results and len(results) == 3
     assert all(os.path.isabs(r["path"]) and set(r) == {"path", "score"} for r in results)
@@ -381,8 +353,8 @@ def test_api_functions_return_json(site: Site, upload: str, features: Handlers) 
     with pytest.raises(ImagesimError, match="k must be at least 1"):
         api.search(site.gallery, upload, 0)
     with pytest.raises(ImagesimError, match="face search is not enabled"):
-        api.faces(site.gallery, upload)
-    faces = api.faces(features.gallery, upload)
+        api.faces(empty.gallery, upload)
+    faces = api.faces(site.gallery, faces_upload)
     assert [f["face"] for f in faces] == [1, 2] and faces[0]["matches"][0]["same_person"] is True
     json.dumps(faces)
 
@@ -396,9 +368,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app(site: Site) -> Iterator[gr.Blocks]:
-    demo = build_demo(site.gallery, thumbs=site.thumbs)
-    opts = launch_options(site.gallery, port=_free_port(), max_file_size="200kb")
+def served(tmp_path_factory: pytest.TempPathFactory, indexed: Indexed, tiny_encoder: Encoder) -> Iterator[Site]:
+    """The running app's own copy of the database; its thumbnails go into Gradio's private folder, as `serve` does."""
+    base = tmp_path_factory.mktemp("served")
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(base / "gradio")
+    site = open_copy(indexed, base, tiny_encoder, base / "gradio" / "thumbs")
+    yield site
+    site.gallery.close()
+    if before is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = before
+
+
+@pytest.fixture(scope="session")
+def app(served: Site) -> Iterator[gr.Blocks]:
+    demo = build_demo(served.gallery, thumbs=served.thumbs)
+    opts = launch_options(served.gallery, port=_free_port(), max_file_size="200kb")
     demo.launch(prevent_thread_lock=True, **opts)
     yield demo
     demo.close()
@@ -416,12 +403,12 @@ def client(server: str) -> Any:
     return Client(server, verbose=False, download_files=False)
 
 
-def test_api_search_with_gradio_client(client: Any, site: Site) -> None:
+def test_api_search_with_gradio_client(client: Any, served: Site) -> None:
     from gradio_client import handle_file
 
-    results = client.predict(handle_file(str(site.photos[4])), 3, api_name="/search")
-    assert results[0] == {"path": str(site.photos[4]), "score": 1.0} and len(results) == 3
-    results = client.predict(handle_file(str(site.photos[4])), api_name="/search")
+    results = client.predict(handle_file(str(served.photos[4])), 3, api_name="/search")
+    assert results[0] == {"path": str(served.photos[4]), "score": 1.0} and len(results) == 3
+    results = client.predict(handle_file(str(served.photos[4])), api_name="/search")
     assert len(results) == 10  # k is optional
     results = client.predict("a blue square", 2, api_name="/search_text")
     assert len(results) == 2 and all(os.path.isabs(r["path"]) for r in results)
@@ -457,16 +444,17 @@ def test_searches_share_two_slots_and_indexing_has_one(app: gr.Blocks) -> None:
     assert {lim for cid, lim in limits if cid == "imagesim-work"} == {WORK_LIMIT}
 
 
-def test_file_route_serves_thumbnails_and_nothing_else(server: str, site: Site, upload: str) -> None:
+def test_file_route_serves_thumbnails_and_nothing_else(server: str, served: Site, upload: str) -> None:
     import httpx
 
-    thumb = site.handlers.search_photo(upload, 1).items[0]["thumb"]
+
+    thumb = served.handlers.search_photo(upload, 1).items[0]["thumb"]
     ok = httpx.get(f"{server}gradio_api/file={thumb}")
     assert ok.status_code == 200 and ok.content[:2] == b"\xff\xd8"  # a JPEG
-    probes = [str(site.photos[0]), str(site.db / "catalog.sqlite"), "/etc/passwd",
-              f"{site.thumbs.cache_dir}/../../db/catalog.sqlite", "../../../../etc/passwd",
-              "%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd", f"{site.thumbs.cache_dir}/%2e%2e/%2e%2e/db/catalog.sqlite",
-              str(site.db), str(Path.cwd() / "pyproject.toml")]
+    probes = [str(served.photos[0]), str(served.db / "catalog.sqlite"), "/etc/passwd",
+              f"{served.thumbs.cache_dir}/../../db/catalog.sqlite", "../../../../etc/passwd",
+              "%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd", f"{served.thumbs.cache_dir}/%2e%2e/%2e%2e/db/catalog.sqlite",
+              str(served.db), str(Path.cwd() / "pyproject.toml")]
     for probe in probes:
         r = httpx.get(f"{server}gradio_api/file={probe}")
         assert r.status_code in (403, 404), probe
@@ -509,7 +497,7 @@ def test_serve_without_a_database_says_what_to_do(capsys: pytest.CaptureFixture[
 # ---- a real browser ---------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (.ci/install-browser.sh)")
-def test_browser_upload_shows_results(server: str, site: Site, tmp_path: Path) -> None:
+def test_browser_upload_shows_results(server: str, served: Site, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
 
@@ -519,18 +507,24 @@ def test_browser_upload_shows_results(server: str, site: Site, tmp_path: Path) -
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(server)
-            expect(page.locator("#status")).to_contain_text("12 photos", timeout=30_000)
-            page.locator("#upload input[type=file]").set_input_files(str(site.photos[6]))
+            expect(page.locator("#status")).to_contain_text(f"{PHOTOS} photos", timeout=30_000)
+            page.locator("#upload input[type=file]").set_input_files(str(served.photos[6]))
             thumbs = page.locator(".results img")
             expect(thumbs.first).to_be_visible(timeout=30_000)
-            expect(page.locator(".results")).to_contain_text("1.00 · photo_006.jpg", timeout=30_000)
+            expect(page.locator(".results").first).to_contain_text("1.00 · photo_006.jpg", timeout=30_000)
             assert thumbs.count() >= 10
             assert all("/gradio_api/file=" in (thumbs.nth(i).get_attribute("src") or "") for i in range(3))
-            assert str(site.root) not in page.content()  # the page never links a raw gallery path
+            gallery = served.root.parent  # photos/ and people/
+            assert str(gallery) not in page.content()  # the page never links a raw gallery path
             thumbs.nth(1).click()
-            expect(page.locator(".facts").first).to_contain_text(str(site.root), timeout=30_000)
+            expect(page.locator(".facts").first).to_contain_text(str(gallery), timeout=30_000)
             page.wait_for_function("() => [...document.querySelectorAll('.results img')].every(i => i.complete)")
             page.screenshot(path=str(shot), full_page=True)
+            # The tabs that load when opened: People (named, from the database) and Duplicates.
+            page.get_by_role("tab", name="People").click()
+            expect(page.locator(".people")).to_contain_text("Ada · 3 photos", timeout=30_000)
+            page.get_by_role("tab", name="Duplicates").click()
+            expect(page.get_by_text("group 1 · photo_011_small.jpg")).to_be_visible(timeout=30_000)
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
@@ -539,15 +533,15 @@ def test_browser_upload_shows_results(server: str, site: Site, tmp_path: Path) -
         shutil.copy(shot, os.environ["IMAGESIM_UI_SCREENSHOT"])
 
 
-def test_api_payloads_naming_server_files_are_refused(server: str, site: Site) -> None:
+def test_api_payloads_naming_server_files_are_refused(server: str, served: Site) -> None:
     """A client can only send photos it uploads: a payload naming a file on the server reads nothing."""
     import httpx
 
     secret = b"imagesim-secret-marker"
-    outside = site.db.parent / "outside-secret.jpg"
+    outside = served.db.parent / "outside-secret.jpg"
     outside.write_bytes(secret)
     answered = 0
-    for target in (str(outside), str(site.db / "catalog.sqlite"), "/etc/passwd", str(site.photos[0])):
+    for target in (str(outside), str(served.db / "catalog.sqlite"), "/etc/passwd", str(served.photos[0])):
         for endpoint in ("search", "faces"):
             call = httpx.post(f"{server}gradio_api/call/{endpoint}",
                               json={"data": [{"path": target, "meta": {"_type": "gradio.FileData"}}, 5]}, timeout=30)
@@ -557,7 +551,7 @@ def test_api_payloads_naming_server_files_are_refused(server: str, site: Site) -
             answered += 1
             events = httpx.get(f"{server}gradio_api/call/{endpoint}/{call.json()['event_id']}", timeout=60).text
             assert "event: error" in events and "complete" not in events, (target, events[:200])
-            assert secret.decode() not in events and "root:" not in events and site.photos[0].name not in events
+            assert secret.decode() not in events and "root:" not in events and served.photos[0].name not in events
     assert answered  # the calls were taken and then refused, not merely rejected at the door
 
 
@@ -566,7 +560,7 @@ def test_hostile_uploads_get_one_line_or_results(site: Site, tmp_path: Path) -> 
     from imagesim_ui import api
 
     from imagesim.errors import ImagesimError
-    from tests.hostile import EXPECTED, write_hostile_files
+    from tests.support.hostile import EXPECTED, write_hostile_files
 
     for name, path in write_hostile_files(tmp_path / "up").items():
         out = site.handlers.search_photo(str(path))

@@ -52,20 +52,8 @@ def search_text(gallery: Gallery, text: str | None, k: float | int | None = 10) 
 
 def faces(gallery: Gallery, file: Any, k: float | int | None = 10) -> list[dict[str, Any]]:
     """Per face in the photo: {"face": n, "box": [l, t, r, b], "matches": [{"path", "same_person", ...}]}."""
-    if not (hasattr(gallery, "faces") and _enabled(gallery)):
+    if not gallery.faces_enabled():
         raise ImagesimError("face search is not enabled for this database (index it with faces first)")
     path = _photo(file)
     image = load_image(path, name=os.path.basename(path))
-    out = []
-    for n, face in enumerate(gallery.faces(image, _k(k)), 1):  # type: ignore[attr-defined]
-        data = face.to_json() if hasattr(face, "to_json") else {
-            "box": list(face.box), "matches": [m.to_json() for m in face.matches]}
-        out.append({"face": n, **data})
-    return out
-
-
-def _enabled(gallery: Gallery) -> bool:
-    try:
-        return bool(gallery.faces_enabled())  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001
-        return False
+    return [{"face": n, **face.to_json()} for n, face in enumerate(gallery.faces(image, _k(k)), 1)]

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, TypedDict
 
 import gradio as gr
 from PIL import Image
@@ -33,9 +33,18 @@ WORK = "imagesim-work"  # concurrency group of every search: at most WORK_LIMIT 
 WORK_LIMIT = 2
 DEFAULT_K = 24
 MAX_UPLOAD = "25mb"
-PRIVATE = "private"
+PRIVATE: Final = "private"  # every UI event: not in the API docs, not callable by gradio_client
 
 CSS = (Path(__file__).with_name("style.css")).read_text()
+
+
+class Queued(TypedDict, total=False):
+    """Queue options shared by the page's search events and the API endpoints, checked key by key when unpacked into
+    a Gradio listener (a plain dict would type every value as `object`)."""
+
+    api_visibility: Literal["public", "private", "undocumented"]
+    concurrency_id: str
+    concurrency_limit: int
 
 
 def _theme() -> gr.themes.Base:
@@ -121,7 +130,8 @@ class _Panel:
 
 def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: Handlers | None = None,
                k: int = DEFAULT_K) -> gr.Blocks:
-    """The page over an open gallery. Tabs for style, faces, people and duplicates appear when those exist."""
+    """The page over an open gallery. The Same look, Faces, People and Duplicates tabs appear when the database
+    holds their data (style vectors, faces turned on, near-duplicate vectors)."""
     if handlers is None:
         if thumbs is None:
             from gradio.utils import get_upload_folder
@@ -160,7 +170,6 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                     if h.has_faces():
                         with gr.Tab("Faces", id="faces"):
                             faces = _faces_tab(h)
-                    if h.has_people():
                         with gr.Tab("People", id="people") as people_tab:
                             people = _people_tab(h)
                     if h.has_duplicates():
@@ -168,7 +177,7 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                             dups_btn = gr.Button("Find duplicates", size="sm")
                             dups = _Panel(h, "Duplicates")
 
-        run = {"api_visibility": PRIVATE, "concurrency_id": WORK, "concurrency_limit": WORK_LIMIT}
+        run = Queued(api_visibility=PRIVATE, concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
 
         def show(out: Outcome) -> tuple[Any, ...]:
             return (*_Panel.values(out), _toast(out))
@@ -241,11 +250,11 @@ def _api_endpoints(gallery: Gallery) -> None:
         call.__doc__ = fn.__doc__
         return call
 
-    common = {"concurrency_id": WORK, "concurrency_limit": WORK_LIMIT}
+    # Always all three: /faces on a database without faces answers with that one line, like the CLI does.
+    common = Queued(concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
     buttons[0].click(guarded(api.search), [image, k], result, api_name="search", **common)
     buttons[1].click(guarded(api.search_text), [text, k], result, api_name="search_text", **common)
-    if hasattr(gallery, "faces"):
-        buttons[2].click(guarded(api.faces), [image, k], result, api_name="faces", **common)
+    buttons[2].click(guarded(api.faces), [image, k], result, api_name="faces", **common)
 
 
 class _FacesTab:
@@ -354,7 +363,14 @@ def _warm_up(gallery: Gallery) -> None:
 
 def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
           max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
-    """`imagesim serve`: open the database, build the page, serve it until Ctrl+C."""
+    """`imagesim serve`: open the database, build the page, serve it until Ctrl+C.
+
+    `threads` sizes torch's process-wide pool once, here: the server is the application (the library never does).
+    """
+    if threads:
+        from imagesim.encoders.clip import set_torch_threads  # here, so importing the page does not import torch
+
+        set_torch_threads(threads)
     temp = private_temp_dir()
     # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

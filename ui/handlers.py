@@ -1,30 +1,33 @@
 """What the page does, as plain functions: no Gradio here, so every handler is testable without a browser.
 
 Each handler returns data (thumbnail paths with captions, Markdown, result dicts) and a message; `ui/app.py` wires
-them to components and turns a message into a toast. Features built on other branches (style, faces, people,
-duplicates) are reached only through the API contract and detected at run time, so their tabs light up once the
-feature is merged.
+them to components and turns a message into a toast. Style, faces, people and duplicates are always there; whether
+a database holds their data (style or near-duplicate vectors, faces turned on) is asked of the gallery.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
+from imagesim.config import Settings
 from imagesim.errors import ImagesimError
+from imagesim.faces.people import People
 from imagesim.images import load_image
-from imagesim.search import Gallery
+from imagesim.indexer import IndexReport, run_index
+from imagesim.search import Gallery, Match
 
 from .present import ago, friendly, human_size, photo_facts, why
 from .thumbs import Thumbnails, draw_boxes
 
 Item = dict[str, Any]  # one result: path, name, score, why, thumb (+ box/verdict for faces)
 THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
+NO_FACE = (203, 213, 225)  # the tile of a person without a face to show (slate, like the page)
 GalleryValue = list[tuple[str, str]]  # (thumbnail path, caption) as gr.Gallery takes them
 NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run `imagesim index PHOTO_DIR --db DB`"
 
@@ -45,11 +48,9 @@ class Outcome:
 class Handlers:
     """The page's behaviour over one open `Gallery`."""
 
-    def __init__(self, gallery: Gallery, thumbs: Thumbnails, *,
-                 indexer: Callable[[list[str]], Any] | None = None) -> None:
+    def __init__(self, gallery: Gallery, thumbs: Thumbnails) -> None:
         self.gallery = gallery
         self.thumbs = thumbs
-        self._indexer = indexer  # injectable for tests; default runs imagesim's own indexer
 
     def is_empty(self) -> bool:
         """True when the database holds no photo yet (checked before loading a model for nothing)."""
@@ -58,27 +59,19 @@ class Handlers:
         except Exception:  # noqa: BLE001 - the search itself will report what is wrong
             return False
 
-    # ---- which features exist ----------------------------------------------------------------------------------
+    # ---- what this database holds ------------------------------------------------------------------------------
 
     def has_style(self) -> bool:
-        return _call_bool(self.gallery, "has_space", "style")
+        """Style vectors (`imagesim index` adds them): the "Same look" tab."""
+        return _answer(self.gallery.has_space, "style")
 
     def has_faces(self) -> bool:
-        return hasattr(self.gallery, "faces") and _call_bool(self.gallery, "faces_enabled")
-
-    def has_people(self) -> bool:
-        if not self.has_faces():
-            return False
-        if "imagesim.people" in sys.modules:
-            return True
-        try:
-            return importlib.util.find_spec("imagesim.people") is not None
-        except (ImportError, ValueError):
-            return False
+        """Faces turned on (`imagesim index --faces`): the "Faces" and "People" tabs."""
+        return _answer(self.gallery.faces_enabled)
 
     def has_duplicates(self) -> bool:
-        # like style: the tab shows once the database holds near-duplicate vectors (`imagesim index` adds them)
-        return callable(getattr(self.gallery, "duplicates", None)) and _call_bool(self.gallery, "has_space", "dup")
+        """Near-duplicate vectors (`imagesim index` adds them): the "Duplicates" tab."""
+        return _answer(self.gallery.has_space, "dup")
 
     # ---- similar photos ----------------------------------------------------------------------------------------
 
@@ -129,7 +122,7 @@ class Handlers:
         mode = "content" if w <= 0 else "style" if w >= 1 else "blend"
         try:
             image = load_image(upload, name=_name(upload))
-            matches = self.gallery.search(image, int(k), mode=mode, style_weight=w)  # type: ignore[call-arg]
+            matches = self.gallery.search(image, int(k), mode=mode, style_weight=w)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
         return self._outcome(matches, lambda m: why(m, mode), empty="no matches")
@@ -142,7 +135,7 @@ class Handlers:
             return Outcome(extra=(None, []))
         try:
             image = load_image(upload, name=_name(upload))
-            faces = self.gallery.faces(image, int(k))  # type: ignore[attr-defined]
+            faces = self.gallery.faces(image, int(k))
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc), extra=(None, []))
         if not faces:
@@ -171,12 +164,13 @@ class Handlers:
     def people(self) -> Outcome:
         """Named clusters, each with a face thumbnail."""
         try:
-            from imagesim.faces.people import People  # type: ignore[import-not-found]
-
             book = People(self.gallery.store)
             items = []
             for person in book.list():
-                thumb = self.thumbs.image(book.face_thumbnail(person.cover_face_id), f"face-{person.cover_face_id}")
+                # a named person whose faces were all moved away has no face to show
+                face = (book.face_thumbnail(person.cover_face_id) if person.cover_face_id is not None
+                        else Image.new("RGB", (160, 160), NO_FACE))
+                thumb = self.thumbs.image(face, f"face-{person.cover_face_id}")
                 name = person.name or f"Person {person.id}"
                 items.append({"id": person.id, "name": name, "named": bool(person.name), "thumb": thumb,
                               "count": person.face_count,
@@ -193,8 +187,6 @@ class Handlers:
         if not name:
             return Outcome(message="type a name")
         try:
-            from imagesim.faces.people import People  # type: ignore[import-not-found]
-
             People(self.gallery.store).rename(person["id"], name)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
@@ -207,7 +199,7 @@ class Handlers:
     def duplicates(self) -> Outcome:
         """Groups of duplicate photos; each item says which group it is in."""
         try:
-            groups = self.gallery.duplicates()  # type: ignore[attr-defined]
+            groups = self.gallery.duplicates()
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
         items = []
@@ -277,32 +269,23 @@ class Handlers:
         if not roots:
             return "nothing to index: no gallery folder is recorded yet; run `imagesim index PHOTO_DIR` once"
         try:
-            report = (self._indexer or self._run_index)(roots)
+            report = self._run_index(roots)
         except Exception as exc:  # noqa: BLE001
             return friendly(exc)
-        summary = report.summary() if hasattr(report, "summary") else str(report)
-        return f"indexed: {summary}"
+        return f"indexed: {report.summary()}"
 
-    def _run_index(self, roots: list[str]) -> Any:
-        import torch
-
-        from imagesim.config import Settings
-        from imagesim.indexer import run_index
-
+    def _run_index(self, roots: list[str]) -> IndexReport:
         s = self.gallery.settings
-        # One thread: the other core stays free for people searching while the index is brought up to date.
-        # torch's thread count is process-wide, so the searches' own setting comes back afterwards.
-        threads = torch.get_num_threads()
+        # One reader thread: the other core stays free for people searching while the index is brought up to date.
+        # torch's own pool is the application's (set once by `serve`); the page's models index too, so no second
+        # copy of them is loaded.
         settings = Settings.for_db(s.db, model=s.model, threads=1, batch_size=s.batch_size)
-        try:
-            # The page's own model indexes too: no second copy of it in memory.
-            return run_index(settings, roots, progress=True, content_encoder=self.gallery.encoder)
-        finally:
-            torch.set_num_threads(threads)
+        return run_index(settings, roots, progress=True, content_encoder=self.gallery.encoder,
+                         face_analyzer=self.gallery.face_analyzer)
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 
-    def _outcome(self, matches: Sequence[Any], explain: Callable[[Any], str], empty: str) -> Outcome:
+    def _outcome(self, matches: Sequence[Match], explain: Callable[[Match], str], empty: str) -> Outcome:
         items = []
         for m, thumb in zip(matches, self._thumbnails([m.path for m in matches]), strict=True):
             if thumb is None:
@@ -335,11 +318,8 @@ def _name(upload: str) -> str:
     return os.path.basename(str(upload)) or "the upload"
 
 
-def _call_bool(obj: object, name: str, *args: object) -> bool:
-    fn = getattr(obj, name, None)
-    if not callable(fn):
-        return False
+def _answer(question: Callable[..., bool], *args: str) -> bool:
     try:
-        return bool(fn(*args))
-    except Exception:  # noqa: BLE001 - a feature that cannot answer is a feature that is off
+        return bool(question(*args))
+    except Exception:  # noqa: BLE001 - a catalog that cannot say is one without that data: the page still opens
         return False

@@ -12,6 +12,7 @@ from PIL import Image
 
 from imagesim.errors import ImagesimError
 from imagesim.images import ALLOWED_FORMATS
+from imagesim.search import Match
 
 log = logging.getLogger("imagesim.ui")
 EXIF_IFD, DATE_TAKEN, DATE_TIME = 0x8769, 36867, 306
@@ -64,14 +65,14 @@ def photo_facts(path: str) -> dict[str, Any]:
     return facts
 
 
-def why(m: Any, mode: str) -> str:
-    explained = getattr(m, "why", None)
-    if explained:
-        return str(explained)
+def why(m: Match, mode: str) -> str:
+    """The match's own explanation (style and blend searches give one), else its score in words."""
+    if m.why:
+        return m.why
     parts = []
-    if getattr(m, "content_score", None) is not None:
+    if m.content_score is not None:
         parts.append(f"content {m.content_score:.2f}")
-    if getattr(m, "style_score", None) is not None:
+    if m.style_score is not None:
         parts.append(f"style {m.style_score:.2f}")
     detail = f" ({', '.join(parts)})" if parts else ""
     what = {"content": "shows something", "style": "has a look", "blend": "looks and shows something"}[mode]

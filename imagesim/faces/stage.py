@@ -54,8 +54,11 @@ class FaceStage:
         return ids, vectors
 
 
-def configure_faces(store: Store, faces: bool | None, detector: str | None = None) -> FaceStage | None:
-    """Apply `--faces` / `--no-faces` / `--face-detector` to this database; return the face step, or None when off."""
+def configure_faces(store: Store, faces: bool | None, detector: str | None = None,
+                    analyzer: FaceAnalyzer | None = None) -> FaceStage | None:
+    """Apply `--faces` / `--no-faces` / `--face-detector` to this database; return the face step, or None when off.
+
+    `analyzer`: face models to use as given (already loaded by the caller, or fakes in tests); else the settings'."""
     settings = face_settings(store.catalog)
     if faces is False:
         if settings is not None or has_schema(store.catalog):
@@ -65,6 +68,8 @@ def configure_faces(store: Store, faces: bool | None, detector: str | None = Non
         settings = {"detector": detector or (settings or {}).get("detector", "hog")}
         FaceDetector(settings["detector"])  # refuse an unknown detector before anything changes
         set_faces(store, settings)
-    return FaceStage(analyzer_for(settings)) if settings is not None else None
+    if settings is None:
+        return None
+    return FaceStage(analyzer or analyzer_for(settings))
 
 

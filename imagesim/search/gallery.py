@@ -18,6 +18,7 @@ from PIL import Image
 from ..config import ModelSpec, Settings
 from ..encoders import Encoder
 from ..errors import ImagesimError, ModelMismatch
+from ..faces.analyze import FaceAnalyzer
 from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search_faces
 from ..faces.store import face_count
 from ..images import load_image
@@ -45,16 +46,21 @@ def _catalog_errors(method: Callable[..., T]) -> Callable[..., T]:
 class Gallery:
     """A database folder opened for search. The model loads on first need, so stored-photo queries need no torch."""
 
-    def __init__(self, store: Store, settings: Settings, encoder: Encoder | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, encoder: Encoder | None = None,
+                 face_analyzer: FaceAnalyzer | None = None) -> None:
+        """`encoder` and `face_analyzer` are used as given when passed (a page that already loaded them, tests with
+        fakes); otherwise the database's models load on first need."""
         self.store = store
         self.settings = settings
         self._encoder = encoder
+        self._face_analyzer_given = face_analyzer is not None
         self._encoder_checked = False  # against the index's fingerprint, once
-        self._face_analyzer: Any = None  # the face models, loaded on the first face query
+        self._face_analyzer = face_analyzer  # else the face models load on the first face query
 
     @classmethod
     def open(cls, db: str | os.PathLike[str], *, model: ModelSpec | None = None, encoder: Encoder | None = None,
-             threads: int | None = None, precision: str | None = None, torch_threads: int | None = None) -> Gallery:
+             face_analyzer: FaceAnalyzer | None = None, threads: int | None = None, precision: str | None = None,
+             torch_threads: int | None = None) -> Gallery:
         kwargs: dict[str, Any] = {"model": model, "torch_threads": torch_threads}
         if threads:
             kwargs["threads"] = threads
@@ -62,7 +68,7 @@ class Gallery:
             kwargs["precision"] = precision
         settings = Settings.for_db(db, **kwargs)
         store = Store.open(settings.db, threads=settings.threads, exact_max=settings.exact_search_max)
-        return cls(store, settings, encoder)
+        return cls(store, settings, encoder, face_analyzer)
 
     def close(self) -> None:
         self.store.close()
@@ -164,8 +170,14 @@ class Gallery:
 
         Raises NoFaceFound when the photo shows no face, ImagesimError when faces are off for this database."""
         # The face models load once per Gallery (a UI process keeps one open), not once per query.
-        self._face_analyzer = analyzer_for_query(self.store, self._face_analyzer)
+        if not self._face_analyzer_given:
+            self._face_analyzer = analyzer_for_query(self.store, self._face_analyzer)
         return search_faces(self.store, query, k, analyzer=self._face_analyzer)
+
+    @property
+    def face_analyzer(self) -> FaceAnalyzer | None:
+        """The face models this gallery was given or has loaded so far (None before the first face query)."""
+        return self._face_analyzer
 
     def faces_enabled(self) -> bool:
         """Whether this database indexes faces (`imagesim index --faces`)."""
