@@ -120,3 +120,40 @@ def test_precision_flag_reaches_the_encoder(tmp_path: Path, tiny_spec: ModelSpec
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["index", str(tmp_path / "pics"), "--db", db, "--precision", "fp16"])
+
+
+def odd_names(root: Path) -> list[Path]:
+    """Real-world file names: bytes that are not UTF-8 (in a name and in a folder), a newline and a tab, a leading
+    dash, a 255-byte name, a deep folder, and the NFC and NFD spellings of one name (two different files)."""
+    raw = os.fsencode(root)
+    names = [raw + b"/bad\xff\xfename.jpg", raw + b"/dir\xfe/inner.jpg", raw + b"/line\nbreak\tand tab.jpg",
+             raw + b"/-leading-dash.jpg", raw + b"/" + b"n" * 251 + b".jpg",
+             raw + b"/" + b"/".join([b"deep"] * 40) + b"/photo.jpg",
+             raw + "/caf\u00e9.jpg".encode(), raw + "/cafe\u0301.jpg".encode()]
+    out = []
+    for i, name in enumerate(names):
+        path = Path(os.fsdecode(name))
+        write_photo(path, 40 + i)
+        out.append(path)
+    return out
+
+
+def test_every_file_name_round_trips(tmp_path: Path, tiny_spec: ModelSpec, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = odd_names(tmp_path / "pics")
+    assert len({p.name for p in photos[-2:]}) == 2  # NFC and NFD really are two names here
+    db = str(tmp_path / "db")
+    assert main(["index", str(tmp_path / "pics"), "--db", db, *_model_args(tiny_spec), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"added": len(photos), "updated": 0, "removed": 0, "moved": 0,
+                                                   "unchanged": 0, "failed": []}
+    assert main(["index", str(tmp_path / "pics"), "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchanged"] == len(photos)
+    for photo in photos:
+        assert main(["search", str(photo), "--db", db, "-k", "1", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["results"][0]["path"] == str(photo)  # lossless (\udcXX escapes)
+    plain = subprocess.run([sys.executable, "-m", "imagesim", "search", str(photos[0]), "--db", db, "-k", "1"],
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=300)
+    assert plain.returncode == 0 and os.fsencode(photos[0]) in plain.stdout  # the file's own bytes, as `ls` shows
+    for photo in photos[:2]:
+        photo.unlink()
+    assert main(["index", str(tmp_path / "pics"), "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sqlite3
@@ -246,6 +247,10 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "rep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A file name that is not UTF-8 goes out as the bytes it is (as `ls` prints it), so `imagesim ... | xargs` works;
+    # --json escapes it losslessly (\udcXX) instead.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -4,6 +4,7 @@ graph files. It is the source of truth: one transaction commits a batch of files
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +36,31 @@ from .vectors import IndexFileState
 
 CATALOG_NAME = "catalog.sqlite"
 MODEL_META_KEY = "content_model"  # meta: the ModelSpec (JSON) the content space was built with
+
+
+# Paths are stored as TEXT when they are UTF-8 (nearly always) and as a BLOB of the file system's bytes when they are
+# not (names copied from an old NAS or a ZIP): Python hands such names over with surrogate escapes, which SQLite's text
+# cannot hold. Both round-trip exactly, and BLOBs sort apart from TEXT, so prefix ranges stay index lookups.
+DbPath = str | bytes
+
+
+def db_path(path: str) -> DbPath:
+    """A path as the catalog stores it."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def from_db_path(value: DbPath) -> str:
+    """A stored path back as Python's str for it (surrogate escapes for bytes that are not UTF-8)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _text(message: str | None) -> str | None:
+    """An error message fit for a TEXT column (a file name in it may hold bytes that are not UTF-8)."""
+    return None if message is None else message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -184,10 +210,10 @@ class Catalog:
         return int(busy) == 0
 
     def roots(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT path FROM roots ORDER BY path")]
+        return [from_db_path(r[0]) for r in self.conn.execute("SELECT path FROM roots ORDER BY path")]
 
     def add_roots(self, roots: Iterable[str]) -> None:
-        self.conn.executemany("INSERT OR IGNORE INTO roots(path) VALUES(?)", [(r,) for r in roots])
+        self.conn.executemany("INSERT OR IGNORE INTO roots(path) VALUES(?)", [(db_path(r),) for r in roots])
 
     # ---- files and contents --------------------------------------------------------------------------------------
 
@@ -195,16 +221,23 @@ class Catalog:
         out: dict[str, FileRow] = {}
         for root in roots:
             prefix = root.rstrip("/") + "/"
-            rows = self.conn.execute(
-                "SELECT path, size, mtime_ns, content_id, status, error FROM files WHERE path = ? OR "
-                "(path >= ? AND path < ?)", (root, prefix, prefix[:-1] + "0"))
-            out.update((r[0], FileRow(*r)) for r in rows)
+            ranges = [(db_path(root), db_path(prefix))]
+            if isinstance(ranges[0][1], str):  # names below a UTF-8 folder may still be bytes (BLOBs)
+                ranges.append((os.fsencode(root), os.fsencode(prefix)))
+            for whole, start in ranges:
+                end = start[:-1] + "0" if isinstance(start, str) else start[:-1] + b"0"  # "/" + 1: all below root
+                rows = self.conn.execute(
+                    "SELECT path, size, mtime_ns, content_id, status, error FROM files WHERE path = ? OR "
+                    "(path >= ? AND path < ?)", (whole, start, end))
+                for r in rows:
+                    path = from_db_path(r[0])
+                    out[path] = FileRow(path, *r[1:])
         return out
 
     def file(self, path: str) -> FileRow | None:
-        row = self.conn.execute("SELECT path, size, mtime_ns, content_id, status, error FROM files WHERE path=?",
-                                (path,)).fetchone()
-        return FileRow(*row) if row else None
+        row = self.conn.execute("SELECT size, mtime_ns, content_id, status, error FROM files WHERE path=?",
+                                (db_path(path),)).fetchone()
+        return FileRow(path, *row) if row else None
 
     def content_id(self, sha256: str) -> int | None:
         row = self.conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
@@ -220,10 +253,10 @@ class Catalog:
             "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
             "content_id=excluded.content_id, status=excluded.status, error=excluded.error, "
             "indexed_at=excluded.indexed_at",
-            (path, size, mtime_ns, content_id, "failed" if error else "ok", error, time.time()))
+            (db_path(path), size, mtime_ns, content_id, "failed" if error else "ok", _text(error), time.time()))
 
     def delete_files(self, paths: Iterable[str]) -> None:
-        self.conn.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+        self.conn.executemany("DELETE FROM files WHERE path=?", [(db_path(p),) for p in paths])
 
     def orphan_contents(self) -> list[int]:
         """Contents no file points to any more (their vectors can go)."""
@@ -248,7 +281,7 @@ class Catalog:
             for cid, path in self.conn.execute(
                     f"SELECT content_id, path FROM files WHERE status='ok' AND content_id IN ({marks}) ORDER BY path",
                     chunk):
-                out.setdefault(int(cid), []).append(path)
+                out.setdefault(int(cid), []).append(from_db_path(path))
         return out
 
     def shared_contents(self) -> list[int]:
@@ -259,7 +292,7 @@ class Catalog:
 
     def failed_files(self) -> list[tuple[str, str]]:
         rows = self.conn.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")
-        return [(r[0], r[1]) for r in rows]
+        return [(from_db_path(r[0]), r[1]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         one = self.conn.execute
