@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def test_index_and_search_json(tmp_path: Path, tiny_spec: ModelSpec, capsys: pyt
     assert main(["status", "--db", db, "--failed", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["photos"] == 5 and status["failed"] == 1 and status["failed_files"][0]["path"].endswith("bad.jpg")
+    assert status["model"].startswith("tiny_clip.json (config:")  # a config file by its name, not only its hash
 
 
 def test_offline_default_model_ends_in_one_line(tmp_path: Path) -> None:
@@ -64,16 +66,38 @@ def test_offline_default_model_ends_in_one_line(tmp_path: Path) -> None:
         (["index", "{tmp}/missing-folder", "--db", "{tmp}/db"], "no such file or folder"),
         (["index", "{tmp}", "--db", "{tmp}/db", "--model", "tests/data/tiny_clip.json"], "--weights FILE"),
         (["search", "--db", "{tmp}/db"], "either a photo or --text"),
+        (["index", "{tmp}", "--db", "{tmp}/afile"], "is a file, not a database folder"),
+        (["status", "--db", "{tmp}/afile"], "is a file, not a database folder"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], fragment: str,
                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("not a folder")
     if args[0] == "search" and "nothing" not in " ".join(args):
         (tmp_path / "db").mkdir()
         (tmp_path / "db" / "catalog.sqlite").touch()
     code = main([a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and fragment in err and err.startswith("imagesim: error: ")
+
+
+def test_serve_on_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--db", str(tmp_path / "db"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in err and "--port" in err
+
+
+@pytest.mark.parametrize("args", [["search", "x.jpg", "-k", "0"], ["search", "x.jpg", "-k", "-5"],
+                                  ["faces", "x.jpg", "-k", "0"], ["search", "x.jpg", "-k", "ten"]])
+def test_a_count_below_one_is_a_usage_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument -k:" in err and err.strip().splitlines()[-1].startswith("imagesim ")
 
 
 def test_search_with_an_unreadable_photo_is_one_line(tmp_path: Path, tiny_spec: ModelSpec,

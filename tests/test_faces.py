@@ -85,6 +85,10 @@ def test_verdict_bands() -> None:
     assert verdict(0.67) == (False, "medium")
     assert verdict(0.90) == (False, "high")
     assert verdict(TOLERANCE) == (False, "low")
+    # the README's bands are half-open at every edge, even where float arithmetic would wobble
+    assert [verdict(d) for d in (0.50, 0.55, 0.60, 0.65, 0.70)] == [
+        (True, "medium"), (True, "low"), (False, "low"), (False, "medium"), (False, "high")]
+    assert verdict(0.69996) == (False, "high")  # shown as 0.7000: judged as shown
 
 
 def test_face_distance_is_euclidean() -> None:

@@ -231,7 +231,7 @@ def test_details_read_the_exif_date(site: Site) -> None:
 def test_status_line(site: Site) -> None:
     md = site.handlers.status_markdown()
     assert f"**{PHOTOS}** photos" in md and f"**{sum(map(len, GROUPS))}** faces" in md
-    assert "model `config:" in md and "last indexed just now" in md
+    assert "model `tiny_clip.json (config:" in md and "last indexed just now" in md
 
 
 def test_status_of_an_empty_database(empty: Handlers) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -361,6 +362,23 @@ def _warm_up(gallery: Gallery) -> None:
         gallery.encoder.embed_images([Image.new("RGB", (64, 64))])
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds, in one line with the remedy."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ImagesimError(f"cannot serve on {host}: {exc.strerror or exc}; pass --host 127.0.0.1 or an address "
+                            "of this machine") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ImagesimError(f"port {port} on {host} is in use ({exc.strerror}): pass --port with another "
+                                "number, e.g. --port 7861") from None
+
+
 def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
           max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
     """`imagesim serve`: open the database, build the page, serve it until Ctrl+C.
@@ -371,6 +389,7 @@ def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 78
         from imagesim.encoders.clip import set_torch_threads  # here, so importing the page does not import torch
 
         set_torch_threads(threads)
+    _check_port(host, port)  # before loading anything: a busy port is one line, not Gradio's traceback after 7 s
     temp = private_temp_dir()
     # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+
+from .options import add_db, positive_int
 
 
 def add_index_flags(p: argparse.ArgumentParser) -> None:
@@ -18,11 +19,11 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
                         "on a CPU)")
 
 
-def add_parser(sub: argparse._SubParsersAction, add_db: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("faces", help="find the people of IMAGE elsewhere in the gallery")
     p.add_argument("image", help="a photo (in the gallery or not)")
     add_db(p)
-    p.add_argument("-k", type=int, default=10, help="matches per face (default: 10)")
+    p.add_argument("-k", type=positive_int, default=10, help="matches per face (default: 10)")
     p.add_argument("--json", action="store_true",
                    help='print {"faces": [{"box", "matches": [{"path", "box", "distance", "same_person", '
                         '"confidence"}]}]}')

@@ -23,14 +23,7 @@ from ..config import (
 )
 from ..errors import ImagesimError
 from . import faces, people
-
-
-def default_db() -> str:
-    return os.environ.get("IMAGESIM_DB", str(Path("~/.imagesim").expanduser()))
-
-
-def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=default_db(), help="database folder (default: $IMAGESIM_DB or ~/.imagesim)")
+from .options import add_db, positive_int
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -51,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="add new, changed, moved and deleted photos to the database")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="folders (or files) of photos")
-    _add_db(p)
+    add_db(p)
     _add_model(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed every photo (needed after changing the model)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
@@ -62,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
     p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
     p.add_argument("--text", help="describe what the photo shows instead of giving one")
-    _add_db(p)
+    add_db(p)
     _add_model(p)
-    p.add_argument("-k", type=int, default=10, help="how many results (default: 10)")
+    p.add_argument("-k", type=positive_int, default=10, help="how many results (default: 10)")
     p.add_argument("--mode", choices=["content", "style", "blend"], default="content",
                    help="content: shows the same thing (default); style: looks the same; blend: both")
     p.add_argument("--style-weight", type=float, default=0.5, metavar="W",
@@ -73,16 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("duplicates", help="groups of copies and near-duplicates, or those of one IMAGE")
     p.add_argument("image", nargs="?", help="a photo: is it (or an edited copy) already in the gallery?")
-    _add_db(p)
+    add_db(p)
     p.add_argument("--json", action="store_true", help='print {"groups": [[path, ...]]} (or {"results": [...]})')
 
     p = sub.add_parser("status", help="what the database holds")
-    _add_db(p)
+    add_db(p)
     p.add_argument("--failed", action="store_true", help="list the files that could not be read")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("serve", help="open the web page: upload a photo, browse the matches")
-    _add_db(p)
+    add_db(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     p.add_argument("--auth", metavar="USER:PASS", default=os.environ.get("IMAGESIM_AUTH"),
@@ -91,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
 
     p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
-    _add_db(p)
-    faces.add_parser(sub, _add_db)
-    people.add_parser(sub, _add_db)
+    add_db(p)
+    faces.add_parser(sub)
+    people.add_parser(sub)
     return parser
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ImagesimError
+from .options import add_db
 
 if TYPE_CHECKING:
     from ..faces.people import People
 
 
-def add_parser(sub: argparse._SubParsersAction, add_db: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("people", help="the people found in the gallery: list, show, name, merge, split, move, forget")
     add_db(p)
     ps = p.add_subparsers(dest="action", required=True, metavar="ACTION")

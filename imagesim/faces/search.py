@@ -17,7 +17,7 @@ from ..store import Store
 from .analyze import Face, FaceAnalyzer
 from .detect import Box
 from .store import FACES, FaceCatalog, analyzer_for, face_settings, has_schema
-from .verdicts import face_distance, verdict
+from .verdicts import DECIMALS, face_distance, verdict
 
 CANDIDATES = 4  # ask the cosine graph for this many times k, then re-rank by euclidean distance
 
@@ -121,7 +121,8 @@ def _matches(store: Store, encoding: np.ndarray, k: int) -> list[FaceMatch]:
     dist = face_distance(np.stack([descs[i] for i in ids]), encoding) if ids else np.zeros(0)
     out: list[FaceMatch] = []
     for d, fid in sorted(zip(dist.tolist(), ids, strict=True)):
-        same, confidence = verdict(d)
+        shown = round(float(d), DECIMALS)  # the verdict is judged on the distance the user sees
+        same, confidence = verdict(shown)
         for path in paths.get(rows[fid].content_id, []):
-            out.append(FaceMatch(path, rows[fid].box, round(float(d), 4), same, confidence))
+            out.append(FaceMatch(path, rows[fid].box, shown, same, confidence))
     return out[:k]

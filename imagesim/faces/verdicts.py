@@ -11,14 +11,20 @@ import numpy as np
 TOLERANCE = 0.6  # same person below this: face_recognition's compare_faces default, confirmed by our calibration
 SURE_SAME = 0.5  # below: "high" confidence that it is the same person
 SURE_DIFFERENT = 0.7  # at or above: "high" confidence that it is someone else
+LOW_BAND = 0.05  # within this of the tolerance (below or at-or-above): "low" confidence, have a look
+DECIMALS = 4  # distances are shown and judged at this precision, so a shown 0.7000 always reads as 0.70 and above
 
 
 def verdict(distance: float, tolerance: float = TOLERANCE) -> tuple[bool, str]:
-    """(same_person, confidence) for a descriptor distance; "low" means near the threshold: look yourself."""
-    same = distance < tolerance
-    if distance < SURE_SAME or distance >= SURE_DIFFERENT:
+    """(same_person, confidence) for a descriptor distance; "low" means near the threshold: look yourself.
+
+    The bands are half-open, as the README's table reads: [0.50, 0.55) medium, [0.55, 0.65) low, [0.65, 0.70) medium.
+    """
+    d = round(float(distance), DECIMALS)
+    same = d < tolerance
+    if d < SURE_SAME or d >= SURE_DIFFERENT:
         return same, "high"
-    if abs(distance - tolerance) < 0.05:
+    if round(tolerance - LOW_BAND, DECIMALS) <= d < round(tolerance + LOW_BAND, DECIMALS):
         return same, "low"
     return same, "medium"
 

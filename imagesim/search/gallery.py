@@ -99,6 +99,13 @@ class Gallery:
             self._encoder_checked = True
         return self._encoder
 
+    def _model_name(self, recorded: str | None) -> str | None:
+        """The content model as a person knows it: a config file by its file name, not by its content hash."""
+        spec = self.model_spec()
+        if recorded and recorded.startswith("config:") and spec is not None:
+            return f"{os.path.basename(spec.name)} ({recorded})"
+        return recorded
+
     def _check_encoder(self, encoder: Encoder) -> None:
         info = self.store.catalog.space(encoder.space)
         if info is not None and info.fingerprint != encoder.fingerprint():
@@ -196,7 +203,7 @@ class Gallery:
                 "distinct_photos": counts["contents"],
                 "failed": counts["failed"],
                 "roots": cat.roots(),
-                "model": spaces.get(CONTENT, {}).get("model"),
+                "model": self._model_name(spaces.get(CONTENT, {}).get("model")),
                 "spaces": sorted(spaces),
                 "last_indexed": float(cat.meta("last_indexed") or 0) or None,
                 "faces_enabled": (enabled := self.faces_enabled()),

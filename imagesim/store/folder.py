@@ -45,6 +45,8 @@ class Store:
         threads = default_threads() if threads is None else threads
         exact_max = EXACT_SEARCH_MAX if exact_max is None else exact_max
         folder = Path(folder).expanduser().resolve()
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"{folder} is a file, not a database folder: pass --db a folder (new or existing)")
         if not (folder / CATALOG_NAME).is_file():
             if not create:
                 raise NoIndex(f"no imagesim database at {folder}: run `imagesim index PHOTO_DIR --db {folder}` first")
