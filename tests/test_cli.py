@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,35 @@ def test_every_file_name_round_trips(tmp_path: Path, tiny_spec: ModelSpec, capsy
         photo.unlink()
     assert main(["index", str(tmp_path / "pics"), "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["removed"] == 2
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 400 KB tmpfs (root only; CI runs as root): a disk that fills up half-way through an index run."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_not_damage(small_disk: Path, tmp_path: Path, tiny_spec: ModelSpec,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    write_gallery(tmp_path / "pics", 60)
+    db = str(small_disk / "db")
+    args = ["index", str(tmp_path / "pics"), "--db", db, *_model_args(tiny_spec), "--batch-size", "8", "--json"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the disk holding {db} is full" in err and "nothing is damaged" in err
+    kept = int(err.split(" photos are indexed and kept")[0].rsplit(" ", 1)[1])
+    assert 0 < kept < 60 and "repair" not in err
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)  # the user frees space
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 60 - kept and report["failed"] == []
+    assert main(["status", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["photos"] == 60

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
@@ -250,10 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImagesimError as exc:
         print(f"imagesim: error: {exc}", file=sys.stderr)
         return 1
-    except (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # damaged rows read late
+    except (sqlite3.DatabaseError, OSError) as exc:
+        if not _disk_full(exc):
+            if isinstance(exc, OSError):
+                raise
+            _damaged(args, exc)
+            return 1
         db = getattr(args, "db", "the database folder")
-        print(f"imagesim: error: the catalog in {db} is damaged ({str(exc).splitlines()[0][:120]}): run `imagesim "
-              f"repair --db {db}`; if that fails, move the folder away and index again", file=sys.stderr)
+        print(f"imagesim: error: the disk holding {db} is full ({_first_line(exc)}): nothing is damaged"
+              f"{_indexed_so_far(db)}; free some space and run the command again", file=sys.stderr)
+        return 1
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # damaged rows read late
+        _damaged(args, exc)
         return 1
     except BrokenPipeError:  # `imagesim ... | head`: the reader left, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -262,3 +271,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("imagesim: interrupted; everything committed so far is kept, run the command again to resume",
               file=sys.stderr)
         return 130
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+
+
+def _damaged(args: argparse.Namespace, exc: BaseException) -> None:
+    db = getattr(args, "db", "the database folder")
+    print(f"imagesim: error: the catalog in {db} is damaged ({_first_line(exc)}): run `imagesim repair --db {db}`; "
+          "if that fails, move the folder away and index again", file=sys.stderr)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, or a write the file system refused for want of space (or quota)."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _indexed_so_far(db: str) -> str:
+    """", N photos are indexed and kept" from the catalog (committed batches), when it can be read."""
+    from ..store import Store
+
+    try:
+        store = Store.open(db)
+    except Exception:  # noqa: BLE001 - the count is a courtesy; the error line stands without it
+        return ""
+    try:
+        return f"; {store.catalog.counts()['files']} photos are indexed and kept"
+    finally:
+        store.close()
