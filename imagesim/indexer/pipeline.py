@@ -156,6 +156,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         for space, labels in removed_labels.items():
             store.index(space).remove(labels)
         report.removed = max(0, len(removed_ok) - report.moved)
+        report.failed.sort()  # by path: the same list whichever order the photos were decoded in (--ray)
         if faces is not None:
             report.faces = faces.found
         store.save()
