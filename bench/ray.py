@@ -1,0 +1,169 @@
+"""`imagesim index --ray` against the local path: photos/s on this machine, same photos, same run.
+
+`python -m bench ray [--photos N] [--quick]`. ViT-B-32 with seeded random weights (saved once as a checkpoint, so
+every worker loads the same model; nothing is downloaded) plus the style and dup spaces, as `imagesim index` runs.
+Flowers-17 JPEGs when present, else synthetic photos. Runs, each into a fresh database:
+
+- local: `run_index` in this process (torch on every core, reader threads decoding);
+- ray, cold: `run_index(ray=RayOptions())`, which starts a local Ray for the run and stops it (what the CLI does);
+- ray, warm: a local Ray already running (`ray.init(num_cpus=cores)`), with the default pool (cores - 1 actors) and
+  with one actor per core;
+- ray, 2 simulated nodes: `ray.cluster_utils.Cluster` with two 1-CPU nodes on this machine, one actor per node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.report import datasets_dir, write_section
+from imagesim.config import ModelSpec, Settings
+from imagesim.indexer import run_index
+
+
+def _photos(folder: Path, n: int) -> str:
+    folder.mkdir(parents=True)
+    flowers = sorted((datasets_dir() / "flowers17").glob("*/*.jpg"))
+    if flowers:
+        for p in flowers[:: max(1, len(flowers) // n)][:n]:
+            shutil.copy(p, folder / f"{p.parent.name}_{p.name}")
+        return "Flowers-17 JPEGs as they are (about 500 px)"
+    from tests.support.photos import write_gallery
+
+    write_gallery(folder, n)
+    return "synthetic 96x72 JPEGs (Flowers-17 not found)"
+
+
+def _weights(tmp: Path) -> ModelSpec:
+    import torch
+
+    from imagesim.encoders import create_encoder
+
+    torch.manual_seed(0)
+    enc = create_encoder("clip", spec=ModelSpec("ViT-B-32", None), precision="fp32")
+    path = tmp / "vit-b-32-random.pt"
+    torch.save(enc.model.state_dict(), path)
+    return ModelSpec("ViT-B-32", None, str(path))
+
+
+def _run(tmp: Path, name: str, spec: ModelSpec, pics: Path, threads: int, ray: Any = None) -> dict[str, Any]:
+    settings = Settings.for_db(tmp / name, model=spec, threads=threads, torch_threads=threads, precision="fp32")
+    t = time.perf_counter()
+    report = run_index(settings, [pics], ray=ray, progress=False)
+    seconds = time.perf_counter() - t
+    assert not report.failed and report.added, report.to_json()
+    out = {"photos": report.added, "seconds": seconds, "photos_per_s": report.added / seconds}
+    print(f"{name}: {out['photos_per_s']:.2f} photos/s ({seconds:.1f} s)", flush=True)
+    return out
+
+
+def _agreement(tmp: Path, a: str, b: str) -> float:
+    """The lowest cosine between the two databases' content vectors of the same photo."""
+    import numpy as np
+
+    from imagesim.search import Gallery
+
+    worst = 1.0
+    with Gallery.open(tmp / a) as ga, Gallery.open(tmp / b) as gb:
+        for path in ga.store.catalog.files_under(ga.store.catalog.roots()):
+            va, vb = ga.store.stored_vector(path, "content"), gb.store.stored_vector(path, "content")
+            worst = min(worst, float(np.dot(va, vb)))  # type: ignore[arg-type]
+    return worst
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench ray")
+    ap.add_argument("--photos", type=int, default=200)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        import ray
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        print("bench ray: ray is not installed (pip install 'imagesim[ray]'); skipped")
+        return 0
+    from imagesim.indexer.cluster import RayOptions
+
+    cores = len(os.sched_getaffinity(0))
+    n = 40 if args.quick else args.photos
+    tmp = Path(tempfile.mkdtemp(prefix="imagesim-bench-ray-"))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                os.environ.get("PYTHONPATH", "")])  # workers import this checkout
+    try:
+        source = _photos(tmp / "pics", n)
+        spec = _weights(tmp)
+        runs: dict[str, dict[str, Any]] = {}
+        runs["local"] = _run(tmp, "local", spec, tmp / "pics", cores)
+        runs["ray_cold"] = _run(tmp, "ray_cold", spec, tmp / "pics", cores, RayOptions(num_cpus=cores))
+        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            runs["ray_warmup"] = _run(tmp, "ray_warmup", spec, tmp / "pics", cores, RayOptions())
+            runs["ray_default"] = _run(tmp, "ray_default", spec, tmp / "pics", cores, RayOptions())
+            runs["ray_per_core"] = _run(tmp, "ray_per_core", spec, tmp / "pics", cores, RayOptions(actors=cores))
+        finally:
+            ray.shutdown()
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
+        try:
+            ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+            runs["ray_2_nodes"] = _run(tmp, "ray_2_nodes", spec, tmp / "pics", cores, RayOptions(actors=2))
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+        agreement = _agreement(tmp, "local", "ray_default")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    local = runs["local"]["photos_per_s"]
+    per_actor = runs["ray_default"]["photos_per_s"] / max(1, cores - 1)
+
+    def row(label: str, key: str) -> str:
+        r = runs[key]
+        overhead = 100 * (1 - r["photos_per_s"] / local)
+        return f"| {label} | {r['photos_per_s']:.2f} | {r['seconds']:.1f} | {overhead:+.0f} % |"
+
+    md = "\n".join([
+        "## Indexing on Ray (`python -m bench ray`)",
+        "",
+        f"{n} {source}; ViT-B-32 (seeded random weights, fp32) plus the style and dup spaces, as `imagesim index` "
+        f"runs; `run_index` end to end into a fresh database each time, all runs in one process, one after another. "
+        f"Slower than local = how much lower the rate is than the local path's.",
+        "",
+        "| run | photos/s | seconds | slower than local |",
+        "|---|---|---|---|",
+        f"| local path ({cores} threads) | {local:.2f} | {runs['local']['seconds']:.1f} | — |",
+        row(f"`--ray`, a local Ray started for the run ({max(1, cores - 1)} actor)", "ray_cold"),
+        row(f"`--ray`, Ray already running, default pool ({max(1, cores - 1)} actor of 1 CPU)", "ray_default"),
+        row(f"`--ray`, Ray already running, `--ray-actors {cores}`", "ray_per_core"),
+        row("`--ray`, 2 simulated nodes of 1 CPU (`ray.cluster_utils.Cluster`), `--ray-actors 2`", "ray_2_nodes"),
+        "",
+        f"Content vectors from Ray and from the local path agree to cosine {agreement:.5f} or better (same model "
+        "file, same fingerprints).",
+        "",
+        f"**Reading these figures.** On {cores} cores the default pool leaves one core to Ray and the driver, and "
+        "an actor's torch runs on the one CPU Ray gives it, while the local path runs torch on every core: so on a "
+        "single small machine `--ray` is slower, and it is not meant for one machine. The simulated nodes share "
+        "the same cores, so they show the scheduling cost of two nodes, not a speed-up.",
+        "",
+        f"**Estimate for real nodes (not measured).** One actor encoded {per_actor:.2f} photos/s here (the "
+        "default-pool rate over its actors). Actors do not share anything but the driver, so a node with C cores "
+        f"should give about (C - 1) x {per_actor:.2f} photos/s on this CPU, and a cluster the sum over its nodes, "
+        "until the driver becomes the limit: it reads and hashes every new photo once and commits every vector "
+        f"(the local path, which also decodes and encodes, ran at {local:.2f} photos/s on 2 cores, so the "
+        "driver's share is well below that cost), and the shared filesystem must serve each photo twice (driver "
+        "hash, worker decode).",
+    ])
+    write_section("ray", md, {"photos": n, "source": source, "cores": cores, "runs": runs,
+                              "per_actor_photos_per_s": per_actor, "min_cosine_local_vs_ray": agreement})
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
