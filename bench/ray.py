@@ -6,8 +6,8 @@ Flowers-17 JPEGs when present, else synthetic photos. Runs, each into a fresh da
 
 - local: `run_index` in this process (torch on every core, reader threads decoding);
 - ray, cold: `run_index(ray=RayOptions())`, which starts a local Ray for the run and stops it (what the CLI does);
-- ray, warm: a local Ray already running (`ray.init(num_cpus=cores)`), with the default pool (cores - 1 actors) and
-  with one actor per core;
+- ray, warm: a local Ray already running (`ray.init(num_cpus=cores)`), with the default pool (cores - 1 actors of
+  one CPU), with one actor per core, and with one actor running torch on every core (`--ray-threads`);
 - ray, 2 simulated nodes: `ray.cluster_utils.Cluster` with two 1-CPU nodes on this machine, one actor per node.
 """
 
@@ -105,6 +105,8 @@ def main(argv: list[str]) -> int:
             runs["ray_warmup"] = _run(tmp, "ray_warmup", spec, tmp / "pics", cores, RayOptions())
             runs["ray_default"] = _run(tmp, "ray_default", spec, tmp / "pics", cores, RayOptions())
             runs["ray_per_core"] = _run(tmp, "ray_per_core", spec, tmp / "pics", cores, RayOptions(actors=cores))
+            runs["ray_threads"] = _run(tmp, "ray_threads", spec, tmp / "pics", cores,
+                                       RayOptions(actors=1, threads=cores))
         finally:
             ray.shutdown()
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -139,7 +141,8 @@ def main(argv: list[str]) -> int:
         f"| local path ({cores} threads) | {local:.2f} | {runs['local']['seconds']:.1f} | — |",
         row(f"`--ray`, a local Ray started for the run ({max(1, cores - 1)} actor)", "ray_cold"),
         row(f"`--ray`, Ray already running, default pool ({max(1, cores - 1)} actor of 1 CPU)", "ray_default"),
-        row(f"`--ray`, Ray already running, `--ray-actors {cores}`", "ray_per_core"),
+        row(f"`--ray`, Ray already running, `--ray-actors {cores}` (1 CPU each)", "ray_per_core"),
+        row(f"`--ray`, Ray already running, `--ray-actors 1 --ray-threads {cores}` (the whole machine)", "ray_threads"),
         row("`--ray`, 2 simulated nodes of 1 CPU (`ray.cluster_utils.Cluster`), `--ray-actors 2`", "ray_2_nodes"),
         "",
         f"Content vectors from Ray and from the local path agree to cosine {agreement:.5f} or better (same model "

@@ -67,6 +67,17 @@ def test_importing_imagesim_never_imports_ray() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+def test_the_pool_leaves_a_cpu_for_ray() -> None:
+    from imagesim.errors import ImagesimError
+    from imagesim.indexer.cluster import pool_size
+
+    assert [pool_size(cpus, None) for cpus in (1, 2, 8, 64.0)] == [1, 1, 7, 63]
+    assert pool_size(8, None, threads=2) == 3 and pool_size(2, None, threads=4) == 1
+    assert pool_size(2, 2) == 2  # the user's word goes
+    with pytest.raises(ImagesimError, match="at least 1"):
+        pool_size(8, 0)
+
+
 def test_ray_run_is_the_local_run(tmp_path: Path, tiny_spec: ModelSpec, ray_cluster: str) -> None:
     """The one fast Ray test: same summary, failures per file, vectors and fingerprints; a rerun has nothing to do."""
     from imagesim.indexer.cluster import RayOptions

@@ -8,6 +8,7 @@ imported only here, and only when `--ray` is used.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -21,26 +22,30 @@ from ..errors import ImagesimError
 from .pipeline import Item
 from .worker import ModelRecipe, PhotoWorker, unpack_faces, vector_column
 
+MAX_BLOCKS = 4096
+
 
 @dataclass(frozen=True)
 class RayOptions:
     """Where to run: `address` None starts a local Ray for this run (`num_cpus`, default all cores); "auto" joins
     the cluster named by RAY_ADDRESS (or the one running on this machine); anything else is a cluster address.
-    `actors`: how many model actors (default: the cluster's CPUs minus one, at least one)."""
+    `actors`: how many model actors (default: the cluster's CPUs minus one, over `threads`, at least one);
+    `threads`: CPUs each actor reserves and runs torch on (default 1)."""
 
     address: str | None = None
     actors: int | None = None
     num_cpus: int | None = None
+    threads: int = 1
 
 
-def pool_size(cpus: float, actors: int | None) -> int:
+def pool_size(cpus: float, actors: int | None, threads: int = 1) -> int:
     """Actors for a cluster with `cpus` CPUs: leave one CPU for Ray Data's own tasks (a pool that takes every CPU
     can stall the pipeline, ray-project/ray#44687), unless the user says otherwise."""
     if actors is not None:
         if actors < 1:
             raise ImagesimError("--ray-actors must be at least 1")
         return actors
-    return max(1, int(cpus) - 1)
+    return max(1, (int(cpus) - 1) // max(1, threads))
 
 
 class RayEncode:
@@ -48,7 +53,9 @@ class RayEncode:
 
     def __init__(self, options: RayOptions, recipe: ModelRecipe, batch_size: int, progress: bool = False) -> None:
         self.options = options
-        self.recipe = recipe
+        # torch in an actor runs on the CPUs Ray reserved for it (Ray sets OMP_NUM_THREADS to them; asked explicitly
+        # here so it holds whatever the worker's environment says)
+        self.recipe = dataclasses.replace(recipe, torch_threads=max(1, options.threads))
         self.batch_size = max(1, batch_size)
         self.progress = progress
 
@@ -59,13 +66,18 @@ class RayEncode:
         try:
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = self.progress
-            actors = pool_size(ray.cluster_resources().get("CPU", 1), self.options.actors)
+            threads = max(1, self.options.threads)
+            actors = pool_size(ray.cluster_resources().get("CPU", 1), self.options.actors, threads)
             by_sha = {it.sha256: it for it in items}
             rows = [{"path": it.path, "sha256": it.sha256, "spaces": ",".join(it.spaces), "faces": it.want_faces}
                     for it in items]
-            source = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / self.batch_size)))
+            # A block per batch, so results stream back (and are committed) batch by batch; capped so a huge run
+            # does not become a huge number of tiny objects.
+            blocks = min(MAX_BLOCKS, max(1, math.ceil(len(rows) / self.batch_size)))
+            source = ray.data.from_items(rows, override_num_blocks=blocks)
             ds = source.map_batches(PhotoWorker, fn_constructor_args=(self.recipe,), batch_size=self.batch_size,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                                num_cpus=threads)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 yield _to_items(batch, by_sha)
         except ray.exceptions.RayError as exc:
