@@ -104,6 +104,14 @@ def main(argv: list[str]) -> int:
         try:
             runs["ray_warmup"] = _run(tmp, "ray_warmup", spec, tmp / "pics", cores, RayOptions())
             runs["ray_default"] = _run(tmp, "ray_default", spec, tmp / "pics", cores, RayOptions())
+            # The driver's own ceiling: the same photos again in another folder are only read, hashed and linked
+            shutil.copytree(tmp / "pics", tmp / "pics2")
+            linked = run_index(Settings.for_db(tmp / "ray_default", model=spec, threads=cores, precision="fp32"),
+                               [tmp / "pics", tmp / "pics2"], ray=RayOptions(), progress=False)
+            assert linked.added == n and linked.encoded == 0, linked  # every copy linked, nothing encoded
+            # index_gallery's own time: scan, stat, read, hash, link, commit, save (not the model load before it)
+            runs["driver_only"] = {"photos": n, "seconds": linked.seconds, "photos_per_s": n / linked.seconds}
+            print(f"driver only: {runs['driver_only']['photos_per_s']:.1f} photos/s", flush=True)
             runs["ray_per_core"] = _run(tmp, "ray_per_core", spec, tmp / "pics", cores, RayOptions(actors=cores))
             runs["ray_threads"] = _run(tmp, "ray_threads", spec, tmp / "pics", cores,
                                        RayOptions(actors=1, threads=cores))
@@ -123,20 +131,25 @@ def main(argv: list[str]) -> int:
 
     local = runs["local"]["photos_per_s"]
     per_actor = runs["ray_default"]["photos_per_s"] / max(1, cores - 1)
+    two = runs["ray_per_core"]["photos_per_s"]
+    best = min(("ray_default", "ray_per_core", "ray_threads"), key=lambda k: -runs[k]["photos_per_s"])
+    best_overhead = 100 * (1 - runs[best]["photos_per_s"] / local)
+    verdict = (f"met by the best warm configuration ({best_overhead:.0f} %)" if best_overhead <= 15 else
+               f"not met: the best warm configuration is {best_overhead:.0f} % below the local rate")
 
     def row(label: str, key: str) -> str:
         r = runs[key]
         overhead = 100 * (1 - r["photos_per_s"] / local)
-        return f"| {label} | {r['photos_per_s']:.2f} | {r['seconds']:.1f} | {overhead:+.0f} % |"
+        return f"| {label} | {r['photos_per_s']:.2f} | {r['seconds']:.1f} | {overhead:.0f} % |"
 
     md = "\n".join([
         "## Indexing on Ray (`python -m bench ray`)",
         "",
         f"{n} {source}; ViT-B-32 (seeded random weights, fp32) plus the style and dup spaces, as `imagesim index` "
         f"runs; `run_index` end to end into a fresh database each time, all runs in one process, one after another. "
-        f"Slower than local = how much lower the rate is than the local path's.",
+        f"Target: Ray's overhead at most 15 %; {verdict}.",
         "",
-        "| run | photos/s | seconds | slower than local |",
+        "| run | photos/s | seconds | lower rate than local |",
         "|---|---|---|---|",
         f"| local path ({cores} threads) | {local:.2f} | {runs['local']['seconds']:.1f} | — |",
         row(f"`--ray`, a local Ray started for the run ({max(1, cores - 1)} actor)", "ray_cold"),
@@ -149,17 +162,23 @@ def main(argv: list[str]) -> int:
         "file, same fingerprints).",
         "",
         f"**Reading these figures.** On {cores} cores the default pool leaves one core to Ray and the driver, and "
-        "an actor's torch runs on the one CPU Ray gives it, while the local path runs torch on every core: so on a "
-        "single small machine `--ray` is slower, and it is not meant for one machine. The simulated nodes share "
-        "the same cores, so they show the scheduling cost of two nodes, not a speed-up.",
+        "an actor's torch runs on the one CPU Ray gives it, while the local path runs torch on every core and "
+        "decodes in other threads meanwhile: on one small machine the default pool is the slow choice, and "
+        "`--ray-threads` (or more actors) recovers most of the difference. The cold run adds starting and stopping "
+        "Ray and loading the model in the actor (a few seconds per run). The simulated nodes share the same cores, "
+        "so they show the scheduling cost of two nodes, not a speed-up. The machine is shared and noisy: the same "
+        "configuration has varied by tens of percent between runs of this benchmark.",
         "",
-        f"**Estimate for real nodes (not measured).** One actor encoded {per_actor:.2f} photos/s here (the "
-        "default-pool rate over its actors). Actors do not share anything but the driver, so a node with C cores "
-        f"should give about (C - 1) x {per_actor:.2f} photos/s on this CPU, and a cluster the sum over its nodes, "
-        "until the driver becomes the limit: it reads and hashes every new photo once and commits every vector "
-        f"(the local path, which also decodes and encodes, ran at {local:.2f} photos/s on 2 cores, so the "
-        "driver's share is well below that cost), and the shared filesystem must serve each photo twice (driver "
-        "hash, worker decode).",
+        f"**Estimate for real nodes (not measured).** One actor on one CPU encoded {per_actor:.2f} photos/s here "
+        "(the default pool's rate; its core was not shared with the driver). Actors share nothing but the driver, so "
+        f"a node with C free cores should give up to about (C - 1) x {per_actor:.2f} photos/s on this CPU (model, "
+        "photo size and precision as above), and a cluster the sum over its nodes, as long as the actors do not "
+        "compete for cores with the driver or each other: here two actors on two cores beside the driver ran "
+        f"at {two:.2f} photos/s, {two / runs['ray_default']['photos_per_s']:.2f}x one actor, so put the driver "
+        "on a machine of its own or count its core. The driver's own work has a ceiling: scanning, reading, hashing and committing "
+        f"photos it did not have to encode ran at {runs['driver_only']['photos_per_s']:.0f} photos/s here (the "
+        "same photos again in a second folder, all linked), so a cluster past that rate waits on the driver and on "
+        "the shared filesystem, which serves each new photo twice (driver hash, worker decode).",
     ])
     write_section("ray", md, {"photos": n, "source": source, "cores": cores, "runs": runs,
                               "per_actor_photos_per_s": per_actor, "min_cosine_local_vs_ray": agreement})

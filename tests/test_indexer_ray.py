@@ -78,6 +78,42 @@ def test_the_pool_leaves_a_cpu_for_ray() -> None:
         pool_size(8, 0)
 
 
+def test_the_worker_checks_its_bytes_and_models(tmp_path: Path) -> None:
+    """What each actor runs, without Ray: models rebuilt from a pickled recipe, bytes checked against the driver's
+    hash, only the spaces asked for, faces packed for the trip back."""
+    import hashlib
+    import pickle
+
+    from imagesim.encoders import create_encoder
+    from imagesim.errors import ModelError
+    from imagesim.faces.embed import DIM
+    from imagesim.images import load_image
+    from imagesim.indexer.worker import CHANGED, ModelRecipe, PhotoWorker, unpack_faces
+    from tests.support.facefakes import fake_analyzer, write_face_photo
+    from tests.support.photos import write_photo
+
+    encoders = (create_encoder("style"), create_encoder("dup"))
+    recipe = ModelRecipe(fingerprints=tuple((e.space, e.fingerprint()) for e in encoders), encoders=encoders,
+                         analyzer=fake_analyzer())
+    worker = PhotoWorker(pickle.loads(pickle.dumps(recipe)))  # as Ray sends it to an actor
+    a, b = write_face_photo(tmp_path / "a.jpg", [0, 1]), write_photo(tmp_path / "b.jpg", 3)
+    c = write_photo(tmp_path / "c.jpg", 4)
+    shas = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)] + ["0" * 64]
+    out = worker({"path": np.array([str(a), str(b), str(c)], dtype=object), "sha256": np.array(shas),
+                  "spaces": np.array(["style,dup", "dup", "style,dup"]), "faces": np.array([True, False, True])})
+    assert list(out["error"]) == ["", "", CHANGED]
+    assert out["vec_style"][0].any() and not out["vec_style"][1].any() and out["vec_dup"][1].any()
+    assert np.allclose(out["vec_style"][0], encoders[0].embed_images([load_image(a, draft_size=worker.draft)])[0])
+    found = unpack_faces(out["faces"][0], DIM)
+    expected = fake_analyzer().faces([load_image(a, draft_size=worker.draft)])[0]
+    assert len(found) == 2 and [(f.box, f.score) for f in found] == [(f.box, f.score) for f in expected]
+    assert all(np.array_equal(f.encoding, e.encoding) for f, e in zip(found, expected, strict=True))
+    assert out["faces"][1] == b"" and (out["width"][0], out["height"][0]) == (400, 300)
+    wrong = ModelRecipe(fingerprints=(("style", "0"), ("dup", "0")), encoders=encoders)
+    with pytest.raises(ModelError, match="same imagesim version"):
+        PhotoWorker(wrong)
+
+
 def test_ray_run_is_the_local_run(tmp_path: Path, tiny_spec: ModelSpec, ray_cluster: str) -> None:
     """The one fast Ray test: same summary, failures per file, vectors and fingerprints; a rerun has nothing to do."""
     from imagesim.indexer.cluster import RayOptions
