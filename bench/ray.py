@@ -175,8 +175,9 @@ def main(argv: list[str]) -> int:
         "photo size and precision as above), and a cluster the sum over its nodes, as long as the actors do not "
         "compete for cores with the driver or each other: here two actors on two cores beside the driver ran "
         f"at {two:.2f} photos/s, {two / runs['ray_default']['photos_per_s']:.2f}x one actor, so put the driver "
-        "on a machine of its own or count its core. The driver's own work has a ceiling: scanning, reading, hashing and committing "
-        f"photos it did not have to encode ran at {runs['driver_only']['photos_per_s']:.0f} photos/s here (the "
+        "on a machine of its own or count its core. The driver's own work has a ceiling: scanning, reading, "
+        "hashing and committing photos it did not have to encode ran at "
+        f"{runs['driver_only']['photos_per_s']:.0f} photos/s here (the "
         "same photos again in a second folder, all linked), so a cluster past that rate waits on the driver and on "
         "the shared filesystem, which serves each new photo twice (driver hash, worker decode).",
     ])
