@@ -40,7 +40,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for pkg in ("torch", "open-clip-torch", "hnswlib", "numpy", "pillow", "dlib-bin", "gradio", "onnxruntime"):
+    for pkg in ("torch", "open-clip-torch", "hnswlib", "numpy", "pillow", "dlib-bin", "gradio", "onnxruntime",
+                "ray"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

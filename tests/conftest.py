@@ -51,3 +51,20 @@ def datasets() -> Path:
     if not path.is_dir():
         pytest.skip(f"evaluation photos not found at {path} (set IMAGESIM_DATASETS)")
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (2 CPUs); its workers import this checkout. Yields its address."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    from tests.support.photos import ROOT
+
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}})
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -36,12 +36,18 @@ def third_party_imports() -> dict[str, str]:
 def test_every_imported_package_is_declared() -> None:
     project = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())["project"]
     declared = {_norm(re.split(r"[<>=!~\[ ;]", dep)[0]) for dep in project["dependencies"]}
+    # An extra's packages count only for the modules that run when the extra's feature is asked for.
+    extras = {name: {_norm(re.split(r"[<>=!~\[ ;]", dep)[0]) for dep in deps}
+              for name, deps in project["optional-dependencies"].items() if name != "dev"}
+    declared |= extras["ray"]
     owners = md.packages_distributions()
     imports = third_party_imports()
     assert {"torch", "hnswlib", "gradio", "dlib", "scipy"} <= set(imports)  # the scan sees the real imports
     missing = {module: where for module, where in imports.items()
                if not ({_norm(d) for d in owners.get(module, [])} | {_norm(ALIASES.get(module, module))}) & declared}
     assert not missing, f"imported but not declared in [project] dependencies: {missing}"
+    assert {m for m, where in imports.items() if _norm(m) in extras["ray"]} <= {"ray"}
+    assert imports.get("ray") == "imagesim/indexer/cluster.py"  # the one module behind `--ray`
 
 
 def test_the_web_app_installs_under_the_projects_name() -> None:

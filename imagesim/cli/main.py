@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"photos encoded together (default: {BATCH_SIZE})")
     p.add_argument("--json", action="store_true", help="print one JSON object with the counts and failures")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="decode and encode on a Ray cluster: no ADDRESS starts a local Ray for this run, 'auto' joins "
+                        "the cluster in $RAY_ADDRESS; every node must see the photos at the same paths")
+    p.add_argument("--ray-actors", type=int, metavar="N",
+                   help="model actors on the cluster (default: the cluster's CPUs minus one, over --ray-threads)")
+    p.add_argument("--ray-threads", type=int, default=1, metavar="N",
+                   help="CPUs each actor reserves and runs the model on (default: 1)")
     faces.add_index_flags(p)
 
     p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
@@ -115,8 +122,16 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     settings = Settings.for_db(args.db, model=model_spec(args), threads=args.threads, batch_size=args.batch_size,
                                precision=args.precision, torch_threads=args.threads)
+    ray = None
+    if args.ray is not None:
+        from ..indexer.cluster import RayOptions
+
+        ray = RayOptions(address=None if args.ray == "local" else args.ray, actors=args.ray_actors,
+                         threads=args.ray_threads)
+    elif args.ray_actors is not None or args.ray_threads != 1:
+        raise ImagesimError("--ray-actors and --ray-threads need --ray")
     report = run_index(settings, args.dirs, rebuild=args.rebuild, progress=None if not args.json else False,
-                       faces=args.faces, face_detector=args.face_detector)
+                       faces=args.faces, face_detector=args.face_detector, ray=ray)
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -1,7 +1,8 @@
 """Encoders turn decoded images into float32 vectors, one space each.
 
 An encoder has ONE required method, `embed_images` (a batch of RGB images in, an (n, dim) float32 array of unit
-vectors out): a pure batch function, so it maps onto Ray Data's `map_batches` as it is (see `BatchEmbedder`).
+vectors out): a pure batch function, so it maps onto Ray Data's `map_batches` (`imagesim index --ray` runs
+`imagesim.indexer.worker.PhotoWorker`, which decodes and runs every space; `BatchEmbedder` is the one-space form).
 """
 
 from __future__ import annotations

@@ -33,6 +33,13 @@ class FaceAnalyzer:
         self.embedder = embedder or FaceEmbedder()
         self._lock = threading.Lock()  # dlib's networks keep per-call buffers: one photo batch at a time
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable for `index --ray` workers: a lock never travels
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def input_size(self) -> int:
         """Decode JPEGs (draft) to about the detector's working size: enough pixels for faces, no more."""

@@ -61,6 +61,17 @@ class FaceDetector:
         self.group_pass = group_pass if model == "hog" else 0  # a CNN pass at 2x size costs seconds more
         self.cascade = cascade and model == "hog"
         self._detector = detector
+        self._given = detector is not None  # a given detector travels when pickled; dlib's own loads again
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for `index --ray` workers
+        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        if not self._given:
+            state["_detector"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     @property

@@ -25,6 +25,18 @@ class FaceEmbedder:
     def __init__(self, *, predictor: Any = None, recognizer: Any = None) -> None:
         self._predictor = predictor
         self._recognizer = recognizer
+        self._given = (predictor is not None, recognizer is not None)  # dlib's own models load again, unpickled
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for `index --ray` workers
+        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        given = getattr(self, "_given", (False, False))
+        state["_predictor"] = self._predictor if given[0] else None
+        state["_recognizer"] = self._recognizer if given[1] else None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def _models(self) -> tuple[Any, Any]:

@@ -13,24 +13,26 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
-from .config import BATCH_SIZE, COMMIT_EVERY_S, ModelSpec, Settings, default_threads
-from .encoders import WEIGHT_FREE, Encoder
-from .errors import ImageError, ImagesimError
-from .faces.analyze import FaceAnalyzer
-from .faces.people import People
-from .faces.stage import FaceStage, configure_faces
-from .faces.store import faces_version
-from .images import find_images, load_image, read_bytes
-from .store import CATALOG_NAME, MODEL_META_KEY, Store
-from .store.catalog import ContentReader
+from ..config import BATCH_SIZE, COMMIT_EVERY_S, default_threads
+from ..encoders import WEIGHT_FREE, Encoder
+from ..errors import ImageError, ImagesimError
+from ..faces.stage import FaceStage
+from ..images import find_images, load_image, read_bytes
+from ..store import CATALOG_NAME, Store
+from ..store.catalog import ContentReader
+
+if TYPE_CHECKING:
+    from ..faces.analyze import Face
 
 SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
 
@@ -62,7 +64,7 @@ class IndexReport:
 
 
 @dataclass
-class _Item:
+class Item:
     """One file on its way through the pipeline."""
 
     path: str
@@ -74,15 +76,36 @@ class _Item:
     image: Image.Image | None = None
     original_size: tuple[int, int] = (0, 0)
     error: str | None = None
+    # Remote encoding (--ray): what the worker must compute, and what it sent back in place of `image`
+    spaces: tuple[str, ...] = ()
+    want_faces: bool = False
+    vectors: dict[str, np.ndarray] | None = None
+    faces: list[Face] | None = None
+
+    @property
+    def to_encode(self) -> bool:
+        return self.image is not None or bool(self.spaces) or self.want_faces
+
+
+class RemoteEncode(Protocol):
+    """Where decode + encode happen when not in this process (`--ray`): items in, encoded items back.
+
+    Each item asks for `spaces` and `want_faces`; each result carries `vectors`, `faces` and `original_size`, or
+    `error`. Results may come in any order and in batches of any size; an item may come back more than once (a
+    retried worker): the pipeline keeps the first."""
+
+    def results(self, items: list[Item]) -> Iterator[list[Item]]: ...
 
 
 def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoders: Sequence[Encoder], *,
                   rebuild: bool = False, batch_size: int = BATCH_SIZE, threads: int | None = None,
                   commit_every_s: float = COMMIT_EVERY_S, progress: bool | None = None,
-                  faces: FaceStage | None = None) -> IndexReport:
-    """Bring the catalog and graphs up to date with the photos below `roots` (and their faces, given `faces`)."""
+                  faces: FaceStage | None = None, remote: RemoteEncode | None = None) -> IndexReport:
+    """Bring the catalog and graphs up to date with the photos below `roots` (and their faces, given `faces`).
+
+    `remote`: decode and encode elsewhere (`--ray`); this process still scans, hashes and commits."""
     start = time.perf_counter()
-    root_paths = _check_roots(roots)
+    root_paths = check_roots(roots)
     report = IndexReport()
     with store.writer():
         for enc in encoders:
@@ -99,7 +122,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         needs_vectors: set[int] = set().union(*needs_by_space.values())
         needs_faces = faces.begin(store) if faces is not None else set()  # photos indexed before faces were on
 
-        todo: list[_Item] = []
+        todo: list[Item] = []
         seen: set[str] = set()
         for path in find_images(root_paths, exclude=[store.folder]):
             p = str(path)
@@ -118,13 +141,13 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
                 continue
             # An unchanged file read again only to find its faces (faces just turned on) still counts as unchanged.
             kind = "unchanged" if same and cid not in needs_vectors else ("updated" if row is not None else "added")
-            todo.append(_Item(p, st.st_size, st.st_mtime_ns, kind))
+            todo.append(Item(p, st.st_size, st.st_mtime_ns, kind))
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
 
         _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size,
                   default_threads() if threads is None else threads, commit_every_s,
-                  progress, faces, needs_faces).run(todo)
+                  progress, faces, needs_faces, remote).run(todo)
 
         removed_ok = [p for p in gone if known[p].status == "ok"]
         with catalog.transaction():
@@ -133,6 +156,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         for space, labels in removed_labels.items():
             store.index(space).remove(labels)
         report.removed = max(0, len(removed_ok) - report.moved)
+        report.failed.sort()  # by path: the same list whichever order the photos were decoded in (--ray)
         if faces is not None:
             report.faces = faces.found
         store.save()
@@ -140,7 +164,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
     return report
 
 
-def _check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
+def check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
     out = []
     for root in roots:
         path = Path(root).expanduser()
@@ -158,7 +182,8 @@ class _Pipeline:
     def __init__(self, store: Store, encoders: Sequence[Encoder], report: IndexReport,
                  needs_by_space: dict[str, set[int]],
                  gone_contents: set[int | None], batch_size: int, threads: int, commit_every_s: float,
-                 progress: bool | None, faces: FaceStage | None = None, needs_faces: set[int] | None = None) -> None:
+                 progress: bool | None, faces: FaceStage | None = None, needs_faces: set[int] | None = None,
+                 remote: RemoteEncode | None = None) -> None:
         self.store = store
         self.encoders = encoders
         self.report = report
@@ -175,20 +200,22 @@ class _Pipeline:
         sizes = [e.input_size or 0 for e in encoders] + ([faces.input_size] if faces is not None else [])
         self.draft = max(sizes, default=0) or None
         self.contents = ContentReader(store.folder / CATALOG_NAME)
+        self.remote = remote
 
-    def run(self, todo: list[_Item]) -> None:
+    def run(self, todo: list[Item]) -> None:
         if not todo:
             return
-        from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="photo", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
-        pending: list[_Item] = []  # processed items waiting for the next commit
-        to_encode: list[_Item] = []
+        pending: list[Item] = []  # processed items waiting for the next commit
+        to_encode: list[Item] = []
+        to_send: list[Item] = []  # remote: photos to decode and encode elsewhere, one per content
+        copies: list[Item] = []  # remote: copies of a photo being encoded elsewhere, filed once it is committed
         batch_shas: set[str] = set()  # contents encoded in this run, so copies are encoded once
         last_commit = last_save = time.monotonic()
         window = self.batch_size * 3  # bounded read-ahead: decoded photos never pile up in memory
         with ThreadPoolExecutor(self.threads, thread_name_prefix="imagesim-read") as pool:
-            futures: deque[Future[_Item]] = deque()
+            futures: deque[Future[Item]] = deque()
             queue = iter(todo)
             for item in queue:
                 futures.append(pool.submit(self._prepare, item))
@@ -199,11 +226,15 @@ class _Pipeline:
                 nxt = next(queue, None)
                 if nxt is not None:
                     futures.append(pool.submit(self._prepare, nxt))
-                if item.image is not None and item.sha256 in batch_shas:
+                if item.to_encode and item.sha256 in batch_shas:
                     item.image = None  # a byte-identical copy of a photo already encoded in this run: link it
-                if item.image is not None:
+                    if item.spaces or item.want_faces:
+                        item.spaces, item.want_faces = (), False
+                        copies.append(item)
+                        continue
+                if item.to_encode:
                     batch_shas.add(item.sha256)
-                    to_encode.append(item)
+                    (to_send if self.remote is not None else to_encode).append(item)
                 else:
                     pending.append(item)
                 now = time.monotonic()
@@ -216,17 +247,46 @@ class _Pipeline:
                     if now - last_save > SAVE_EVERY_S:
                         self.store.save()
                         last_save = time.monotonic()
+        if self.remote is not None and to_send:
+            self._run_remote(self.remote, to_send, copies, bar)
         bar.close()
+
+    def _run_remote(self, remote: RemoteEncode, to_send: list[Item], copies: list[Item], bar: tqdm) -> None:
+        """Commit what the remote workers send back, batch by batch, through the same `_commit` as local work."""
+        done: dict[str, str | None] = {}  # sha -> error: a result seen twice (a retried worker) is committed once
+        last_save = time.monotonic()
+        for results in remote.results(to_send):
+            fresh = [it for it in results if it.sha256 not in done]
+            for it in fresh:
+                done[it.sha256] = it.error
+            self._commit([it for it in fresh if it.error is None], [it for it in fresh if it.error is not None])
+            bar.update(len(fresh))
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                self.store.save()
+                last_save = time.monotonic()
+        missing = [it for it in to_send if it.sha256 not in done]
+        if missing:  # cannot happen unless the remote side drops work: never file a photo without its vectors
+            raise ImagesimError(f"the cluster returned no result for {len(missing)} photos (e.g. {missing[0].path}); "
+                                "run the same command again to finish them")
+        for it in copies:  # a copy of a photo that failed to decode fails the same way, as it does locally
+            it.error = done.get(it.sha256)
+        self._commit([], copies)
+        bar.update(len(copies))
 
     # ---- worker threads --------------------------------------------------------------------------------------------
 
-    def _prepare(self, item: _Item) -> _Item:
+    def _prepare(self, item: Item) -> Item:
         try:
             data = read_bytes(item.path)
             item.sha256 = hashlib.sha256(data).hexdigest()
             cid = self.contents.content_id(item.sha256)
             if cid is not None and cid not in self.needs_vectors and cid not in self.needs_faces:
                 item.content_id = cid
+                return item
+            if self.remote is not None:  # decoded and encoded by a worker: say what it must compute
+                item.spaces = tuple(e.space for e in self.encoders
+                                    if cid is None or cid in self.needs_by_space[e.space])
+                item.want_faces = self.faces is not None and (cid is None or cid in self.needs_faces)
                 return item
             img = load_image(data, draft_size=self.draft, name=item.path)
             item.image = img
@@ -237,7 +297,7 @@ class _Pipeline:
 
     # ---- the calling thread ----------------------------------------------------------------------------------------
 
-    def _commit(self, to_encode: list[_Item], pending: list[_Item]) -> None:
+    def _commit(self, to_encode: list[Item], pending: list[Item]) -> None:
         catalog = self.store.catalog
         # A known photo decoded only for its faces (faces turned on later) is not re-encoded, and vice versa.
         known = [catalog.content_id(it.sha256) for it in to_encode]
@@ -248,7 +308,11 @@ class _Pipeline:
         face_rows = [i for i, c in enumerate(known) if self.faces is not None and (c is None or c in self.needs_faces)]
         vectors: dict[str, np.ndarray] = {}
         found: dict[int, list] = {}
-        if to_encode:
+        if to_encode and to_encode[0].image is None:  # encoded remotely: the results travelled with the items
+            vectors = {space: np.stack([to_encode[i].vectors[space] for i in rows])  # type: ignore[index]
+                       for space, rows in enc_rows.items() if rows}
+            found = {i: to_encode[i].faces or [] for i in face_rows}
+        elif to_encode:
             for enc in self.encoders:
                 if enc_rows[enc.space]:
                     images = [to_encode[i].image for i in enc_rows[enc.space]]
@@ -256,6 +320,7 @@ class _Pipeline:
             if face_rows and self.faces is not None:
                 found = dict(zip(face_rows, self.faces.detect([to_encode[i].image for i in face_rows]),  # type: ignore[misc]
                                  strict=True))
+        if to_encode:
             for it in to_encode:
                 it.image = None  # free the pixels now
             self.report.encoded += len(to_encode)
@@ -294,48 +359,10 @@ class _Pipeline:
             if labels:
                 self.store.index(space).add(np.asarray(labels), np.stack(vecs))
 
-    def _file(self, it: _Item, cid: int | None) -> None:
+    def _file(self, it: Item, cid: int | None) -> None:
         self.store.catalog.put_file(it.path, it.size, it.mtime_ns, cid)
         kind = it.kind
         if kind == "added" and cid in self.gone_contents:
             kind = "moved"
             self.gone_contents.discard(cid)
         setattr(self.report, kind, getattr(self.report, kind) + 1)
-
-
-def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, rebuild: bool = False,
-              progress: bool | None = None, encoders: Sequence[Encoder] | None = None,
-              faces: bool | None = None, face_detector: str | None = None,
-              content_encoder: Encoder | None = None, face_analyzer: FaceAnalyzer | None = None) -> IndexReport:
-    """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done.
-
-    `faces` True turns face indexing on for this database (remembered), False turns it off and deletes all face
-    data, None keeps what the database says. `content_encoder` and `face_analyzer` reuse already loaded models (the
-    web page's)."""
-    import json
-    from dataclasses import asdict
-
-    _check_roots(roots)  # fail on a typo before loading a model
-    store = Store.open(settings.db, create=True, threads=settings.threads, exact_max=settings.exact_search_max)
-    try:
-        recorded = store.catalog.meta(MODEL_META_KEY)
-        spec = settings.model or (ModelSpec(**json.loads(recorded)) if recorded else ModelSpec())
-        if encoders is None:
-            from .encoders import create_encoder
-
-            encoders = [content_encoder or create_encoder("clip", spec=spec, precision=settings.precision,
-                                                          torch_threads=settings.torch_threads)]
-            encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
-        stage = configure_faces(store, faces, face_detector, face_analyzer)
-        faces_before = faces_version(store.catalog) if stage is not None else None
-        report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
-                               threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,
-                               faces=stage)
-        if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
-            People(store).cluster()
-        with store.catalog.transaction():
-            store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
-            store.catalog.set_meta("last_indexed", str(time.time()))
-        return report
-    finally:
-        store.close()

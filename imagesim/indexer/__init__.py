@@ -1,0 +1,12 @@
+"""The write path: scan -> diff against the catalog -> read and hash -> decode and encode -> commit in batches.
+
+`pipeline.py` holds the scan, diff, hashing and the commit code; the decode + encode step runs in this process
+(reader threads decode, the calling thread encodes) or on a Ray cluster (`cluster.py` drives Ray Data, `worker.py`
+is what each actor runs). `job.py` is the `imagesim index` job. Ray is imported only when a run asks for it.
+"""
+
+from ..encoders import WEIGHT_FREE
+from .job import run_index
+from .pipeline import IndexReport, index_gallery
+
+__all__ = ["WEIGHT_FREE", "IndexReport", "index_gallery", "run_index"]

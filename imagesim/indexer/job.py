@@ -1,0 +1,70 @@
+"""`run_index`, the `imagesim index` job: open the database, pick the models, index (here or on Ray), record it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from ..config import ModelSpec, Settings
+from ..encoders import WEIGHT_FREE, Encoder
+from ..faces.analyze import FaceAnalyzer
+from ..faces.people import People
+from ..faces.stage import configure_faces
+from ..faces.store import faces_version
+from ..store import MODEL_META_KEY, Store
+from .pipeline import IndexReport, RemoteEncode, check_roots, index_gallery
+
+if TYPE_CHECKING:
+    from .cluster import RayOptions
+
+
+def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, rebuild: bool = False,
+              progress: bool | None = None, encoders: Sequence[Encoder] | None = None,
+              faces: bool | None = None, face_detector: str | None = None,
+              content_encoder: Encoder | None = None, face_analyzer: FaceAnalyzer | None = None,
+              ray: RayOptions | None = None) -> IndexReport:
+    """The `imagesim index` job: open (or create) the database, pick the model, index, record what was done.
+
+    `faces` True turns face indexing on for this database (remembered), False turns it off and deletes all face
+    data, None keeps what the database says. `content_encoder` and `face_analyzer` reuse already loaded models (the
+    web page's). `ray`: decode and encode on a Ray cluster (`imagesim index --ray`); given `encoders` or
+    `content_encoder` are then pickled to every worker, else each worker builds the database's model itself."""
+    check_roots(roots)  # fail on a typo before loading a model
+    store = Store.open(settings.db, create=True, threads=settings.threads, exact_max=settings.exact_search_max)
+    try:
+        recorded = store.catalog.meta(MODEL_META_KEY)
+        spec = settings.model or (ModelSpec(**json.loads(recorded)) if recorded else ModelSpec())
+        shipped = encoders is not None or content_encoder is not None
+        if encoders is None:
+            from ..encoders import create_encoder
+
+            encoders = [content_encoder or create_encoder("clip", spec=spec, precision=settings.precision,
+                                                          torch_threads=settings.torch_threads)]
+            encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
+        stage = configure_faces(store, faces, face_detector, face_analyzer)
+        faces_before = faces_version(store.catalog) if stage is not None else None
+        remote: RemoteEncode | None = None
+        if ray is not None:
+            from .cluster import RayEncode
+            from .worker import ModelRecipe
+
+            # Workers size torch's threads from the CPUs Ray gives each actor, never from this machine's flag.
+            recipe = ModelRecipe(fingerprints=tuple((e.space, e.fingerprint()) for e in encoders), spec=spec,
+                                 precision=settings.precision, encoders=tuple(encoders) if shipped else (),
+                                 analyzer=stage.analyzer if stage is not None else None)
+            remote = RayEncode(ray, recipe, settings.batch_size)
+        report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
+                               threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,
+                               faces=stage, remote=remote)
+        if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
+            People(store).cluster()
+        with store.catalog.transaction():
+            store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
+            store.catalog.set_meta("last_indexed", str(time.time()))
+        return report
+    finally:
+        store.close()
