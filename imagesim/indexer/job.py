@@ -45,6 +45,11 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
             encoders = [content_encoder or create_encoder("clip", spec=spec, precision=settings.precision,
                                                           torch_threads=settings.torch_threads)]
             encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
+        if rebuild or not any(store.catalog.space(e.space) for e in encoders if e.space == "content"):
+            # a first (or rebuilding) run records its model now, so one stopped half-way (Ctrl-C, a full disk)
+            # resumes with a plain `imagesim index`; otherwise the space's fingerprint check comes first
+            with store.catalog.transaction():
+                store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
         stage = configure_faces(store, faces, face_detector, face_analyzer)
         faces_before = faces_version(store.catalog) if stage is not None else None
         remote: RemoteEncode | None = None
