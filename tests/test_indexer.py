@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from imagesim.config import ModelSpec, Settings
 from imagesim.errors import ModelMismatch
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
+from tests.support.catalog import committed_paths
 from tests.support.photos import ROOT, write_gallery, write_photo
 
 
@@ -185,17 +185,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _committed(db: Path) -> set[str]:
-    path = db / "catalog.sqlite"
-    if not path.exists():
-        return set()
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-            return {r[0] for r in conn.execute("SELECT path FROM files WHERE status='ok'")}
-    except sqlite3.OperationalError:
-        return set()
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupt_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpec, sig: signal.Signals) -> None:
     photos = write_gallery(tmp_path / "pics", 60)
@@ -205,16 +194,16 @@ def test_interrupt_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpe
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while len(_committed(db)) < 12 and time.monotonic() < deadline and proc.poll() is None:
+    while len(committed_paths(db)) < 12 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    before = _committed(db)
+    before = committed_paths(db)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert 12 <= len(before) < 60, "the signal did not land in the middle of the run"
     if sig == signal.SIGINT:  # Ctrl-C: one line that says the work is kept, exit 130
         assert proc.returncode == 130 and err.decode().strip().splitlines() == [
             "imagesim: interrupted; everything committed so far is kept, run the command again to resume"]
-        before = _committed(db)
+        before = committed_paths(db)
     # Reopening works at once and every committed photo is searchable (the graph catches up from the catalog).
     with Gallery.open(db) as g:
         hits = {m.path for m in g.search_vector(np.ones(g.store.catalog.space("content").dim, np.float32), k=100)}
@@ -224,7 +213,7 @@ def test_interrupt_then_resume_loses_nothing(tmp_path: Path, tiny_spec: ModelSpe
 
     report = json.loads(out)
     assert report["added"] == 60 - len(before) and report["unchanged"] == len(before)
-    assert _committed(db) == {str(p) for p in photos}
+    assert committed_paths(db) == {str(p) for p in photos}
 
 
 def test_a_new_space_embeds_only_what_it_lacks(tmp_path: Path, tiny_spec: ModelSpec, tiny_encoder) -> None:

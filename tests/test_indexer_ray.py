@@ -18,6 +18,7 @@ import pytest
 from imagesim.config import ModelSpec, Settings
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
+from tests.support.catalog import committed_paths
 from tests.support.hostile import hostile_bytes
 from tests.support.photos import ROOT, write_gallery
 
@@ -213,19 +214,6 @@ except KeyboardInterrupt:
 """
 
 
-def _committed(db: Path) -> set[str]:
-    import sqlite3
-
-    path = db / "catalog.sqlite"
-    if not path.exists():
-        return set()
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-            return {r[0] for r in conn.execute("SELECT path FROM files WHERE status='ok'")}
-    except sqlite3.OperationalError:
-        return set()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_driver_killed_then_resumed(tmp_path: Path, ray_cluster: str, sig: signal.Signals) -> None:
@@ -242,9 +230,9 @@ def test_driver_killed_then_resumed(tmp_path: Path, ray_cluster: str, sig: signa
     proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(db), str(tmp_path / "pics"), ray_cluster], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while len(_committed(db)) < 6 and time.monotonic() < deadline and proc.poll() is None:
+    while len(committed_paths(db)) < 6 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    before = _committed(db)
+    before = committed_paths(db)
     proc.send_signal(sig)
     proc.communicate(timeout=120)
     assert 6 <= len(before) < 40, "the signal did not land in the middle of the run"
@@ -254,11 +242,11 @@ def test_driver_killed_then_resumed(tmp_path: Path, ray_cluster: str, sig: signa
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ray.available_resources().get("CPU", 0) == 2
-    before = _committed(db)
+    before = committed_paths(db)
     encoders = [create_encoder("style"), create_encoder("dup")]
     report = run_index(Settings.for_db(db, batch_size=2), [tmp_path / "pics"], encoders=encoders,
                        ray=RayOptions(address=ray_cluster))
     assert report.added == 40 - len(before) and report.unchanged == len(before) and report.failed == []
-    assert _committed(db) == {str(p) for p in photos}
+    assert committed_paths(db) == {str(p) for p in photos}
     run_index(Settings.for_db(tmp_path / "clean", batch_size=2), [tmp_path / "pics"], encoders=encoders)
     _same_database(tmp_path / "clean", db)

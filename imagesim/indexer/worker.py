@@ -9,6 +9,7 @@ object-store URLs can come later), checks the bytes are the ones the driver hash
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,23 +83,31 @@ class PhotoWorker:
         self.encoders, self.analyzer = recipe.build()
         sizes = [e.input_size or 0 for e in self.encoders] + ([self.analyzer.input_size] if self.analyzer else [])
         self.draft = max(sizes, default=0) or None  # one decode serves every step, as on the local path
+        # decoding releases the GIL: a batch decodes on every CPU the actor holds, as the local path's readers do
+        self.decoders = ThreadPoolExecutor(max(1, recipe.torch_threads or 1), thread_name_prefix="imagesim-decode")
+
+    def _decode(self, path: str, sha: str) -> tuple[Image.Image | None, str]:
+        """(image, "") or (None, the reason it cannot be used)."""
+        try:
+            data = read_bytes(path)
+            if hashlib.sha256(data).hexdigest() != sha:
+                return None, CHANGED
+            return load_image(data, draft_size=self.draft, name=path), ""
+        except ImageError as exc:
+            return None, exc.reason
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["path"])
         errors = [""] * n
         sizes = np.zeros((n, 2), dtype=np.int64)
         images: dict[int, Image.Image] = {}
-        for i, (path, sha) in enumerate(zip(batch["path"], batch["sha256"], strict=True)):
-            try:
-                data = read_bytes(str(path))
-                if hashlib.sha256(data).hexdigest() != sha:
-                    errors[i] = CHANGED
-                    continue
-                img = load_image(data, draft_size=self.draft, name=str(path))
-                images[i] = img
-                sizes[i] = img.info.get("original_size", img.size)
-            except ImageError as exc:
-                errors[i] = exc.reason
+        decoded = self.decoders.map(self._decode, [str(p) for p in batch["path"]], [str(s) for s in batch["sha256"]])
+        for i, (img, error) in enumerate(decoded):
+            if img is None:
+                errors[i] = error
+                continue
+            images[i] = img
+            sizes[i] = img.info.get("original_size", img.size)
         wanted = [str(s).split(",") if s else [] for s in batch["spaces"]]
         out: dict[str, Any] = {"sha256": np.asarray(batch["sha256"]), "error": np.asarray(errors, dtype=object),
                                "width": sizes[:, 0], "height": sizes[:, 1]}
