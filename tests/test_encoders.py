@@ -159,3 +159,12 @@ def test_bf16_matches_fp32_on_real_photos(datasets: Path) -> None:
     images = [load_image(f, draft_size=224) for f in files]
     cos = (fp32.embed_images(images) * bf16.embed_images(images)).sum(axis=1)
     assert float(cos.min()) >= 0.999
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_one_line(tiny_spec: ModelSpec) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelError, match="no cuda device here"):
+        create_encoder("clip", spec=tiny_spec, device="cuda")

@@ -75,6 +75,11 @@ def test_the_pool_leaves_a_cpu_for_ray() -> None:
     assert [pool_size(cpus, None) for cpus in (1, 2, 8, 64.0)] == [1, 1, 7, 63]
     assert pool_size(8, None, threads=2) == 3 and pool_size(2, None, threads=4) == 1
     assert pool_size(2, 2) == 2  # the user's word goes
+    from imagesim.indexer.cluster import gpu_pool
+
+    assert [gpu_pool(g, None, True) for g in (0, 0.5, 1, 4)] == [0, 0, 1, 4]  # one actor per whole GPU
+    assert gpu_pool(4, 2, True) == 2 and gpu_pool(2, 8, True) == 2  # --ray-actors, never more actors than GPUs
+    assert gpu_pool(4, None, False) == 0  # models shipped from here (already on the CPU) stay on CPUs
     with pytest.raises(ImagesimError, match="at least 1"):
         pool_size(8, 0)
 

@@ -63,12 +63,16 @@ class ClipEncoder(Encoder):
     space = "content"
 
     def __init__(self, spec: ModelSpec | None = None, precision: str = "auto",
-                 torch_threads: int | None = None) -> None:
-        """`torch_threads`, when given, sizes torch's process-wide pool (an application's choice, never a default)."""
+                 torch_threads: int | None = None, device: str = "cpu") -> None:
+        """`torch_threads`, when given, sizes torch's process-wide pool (an application's choice, never a default).
+        `device`: "cpu", or "cuda" where a GPU is there (a Ray actor given one); vectors come back on the CPU."""
         import open_clip
 
         self.precision = resolve_precision(precision)  # before the slow load: a typo fails at once
         self.spec = spec or ModelSpec()
+        if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+            raise ModelError(f"no {device} device here: run on the CPU, or where a GPU is visible to torch")
+        self.device = torch.device(device)
         if torch_threads:
             set_torch_threads(torch_threads)
         model_name, config_sha = _register_config(self.spec.name)
@@ -102,8 +106,9 @@ class ClipEncoder(Encoder):
         self.weights_sha = _sha256_file(checkpoint) if self.spec.weights and checkpoint else None
         size = model.visual.image_size
         self.input_size = int(max(size) if isinstance(size, (tuple, list)) else size)
+        model.to(self.device)
         with torch.inference_mode():
-            probe = model.encode_image(torch.zeros(1, 3, self.input_size, self.input_size))
+            probe = model.encode_image(torch.zeros(1, 3, self.input_size, self.input_size, device=self.device))
         self.dim = int(probe.shape[-1])
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         if self.dtype != torch.float32:
@@ -132,16 +137,16 @@ class ClipEncoder(Encoder):
         else:
             batch = torch.stack([self.preprocess(img) for img in images]).to(self.dtype)
         with torch.inference_mode():
-            features = self.model.encode_image(batch)
-        return normalize(features.float().numpy())
+            features = self.model.encode_image(batch.to(self.device))
+        return normalize(features.float().cpu().numpy())
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = self.tokenizer(list(texts))
         with torch.inference_mode():
-            features = self.model.encode_text(tokens)
-        return normalize(features.float().numpy())
+            features = self.model.encode_text(tokens.to(self.device))
+        return normalize(features.float().cpu().numpy())
 
 
 def _is_config_path(name: str) -> bool:

@@ -29,8 +29,8 @@ MAX_BLOCKS = 4096
 class RayOptions:
     """Where to run: `address` None starts a local Ray for this run (`num_cpus`, default all cores); "auto" joins
     the cluster named by RAY_ADDRESS (or the one running on this machine); anything else is a cluster address.
-    `actors`: how many model actors (default: the cluster's CPUs minus one, over `threads`, at least one);
-    `threads`: CPUs each actor reserves and runs torch on (default 1)."""
+    `actors`: how many model actors (default: one per GPU when the cluster has GPUs, else the cluster's CPUs minus
+    one, over `threads`, at least one); `threads`: CPUs each actor reserves and runs torch on (default 1)."""
 
     address: str | None = None
     actors: int | None = None
@@ -46,6 +46,15 @@ def pool_size(cpus: float, actors: int | None, threads: int = 1) -> int:
             raise ImagesimError("--ray-actors must be at least 1")
         return actors
     return max(1, (int(cpus) - 1) // max(1, threads))
+
+
+def gpu_pool(gpus: float, actors: int | None, can_use: bool) -> int:
+    """Actors that each get one GPU: one per GPU in the cluster (or --ray-actors, capped at the GPUs); 0 when the
+    cluster has none or the run's models are shipped as they are (already loaded on the CPU here)."""
+    whole = int(gpus)
+    if not can_use or whole < 1:
+        return 0
+    return min(whole, actors) if actors is not None else whole
 
 
 class RayEncode:
@@ -67,7 +76,11 @@ class RayEncode:
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = self.progress
             threads = max(1, self.options.threads)
-            actors = pool_size(ray.cluster_resources().get("CPU", 1), self.options.actors, threads)
+            resources = ray.cluster_resources()
+            on_gpus = gpu_pool(resources.get("GPU", 0), self.options.actors, can_use=not self.recipe.encoders)
+            actors = on_gpus or pool_size(resources.get("CPU", 1), self.options.actors, threads)
+            recipe = dataclasses.replace(self.recipe, device="cuda") if on_gpus else self.recipe
+            gpu: dict[str, Any] = {"num_gpus": 1} if on_gpus else {}  # the content model on the actor's GPU
             by_sha = {it.sha256: it for it in items}
             rows = [{"path": it.path, "sha256": it.sha256, "spaces": ",".join(it.spaces), "faces": it.want_faces}
                     for it in items]
@@ -75,9 +88,9 @@ class RayEncode:
             # does not become a huge number of tiny objects.
             blocks = min(MAX_BLOCKS, max(1, math.ceil(len(rows) / self.batch_size)))
             source = ray.data.from_items(rows, override_num_blocks=blocks)
-            ds = source.map_batches(PhotoWorker, fn_constructor_args=(self.recipe,), batch_size=self.batch_size,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-                                num_cpus=threads)
+            ds = source.map_batches(PhotoWorker, fn_constructor_args=(recipe,), batch_size=self.batch_size,
+                                    batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                                    num_cpus=threads, **gpu)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 yield _to_items(batch, by_sha)
         except ray.exceptions.RayError as exc:

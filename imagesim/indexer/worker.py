@@ -32,7 +32,8 @@ class ModelRecipe:
 
     `encoders`, when given, are shipped as they are (the caller's own objects: tests, a page's loaded model);
     else the content model is built from `spec` on the worker, beside the weight-free spaces. `analyzer` is the
-    run's face models (they load lazily, on the worker). `fingerprints` must match what the worker builds."""
+    run's face models (they load lazily, on the worker). `fingerprints` must match what the worker builds.
+    `device`: where the worker runs the content model ("cuda" on an actor given a GPU)."""
 
     fingerprints: tuple[tuple[str, str], ...]
     spec: ModelSpec | None = None
@@ -40,12 +41,14 @@ class ModelRecipe:
     torch_threads: int | None = None
     encoders: tuple[Encoder, ...] = ()
     analyzer: FaceAnalyzer | None = None
+    device: str = "cpu"
 
     def build(self) -> tuple[list[Encoder], FaceAnalyzer | None]:
         from ..encoders import create_encoder
 
         encoders = list(self.encoders) or [
-            create_encoder("clip", spec=self.spec, precision=self.precision, torch_threads=self.torch_threads),
+            create_encoder("clip", spec=self.spec, precision=self.precision, torch_threads=self.torch_threads,
+                           device=self.device),
             *(create_encoder(kind) for kind in WEIGHT_FREE)]
         got = tuple((e.space, e.fingerprint()) for e in encoders)
         if got != self.fingerprints:
