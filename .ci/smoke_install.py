@@ -62,6 +62,15 @@ def main() -> None:
     assert faces and faces[0]["matches"][0]["path"] == query, faces
     print(f"smoke: faces ok ({len(faces)} in the query photo)")
 
+    assert json.loads(run("search", query, "--mode", "blend", "--db", db, "--json"))["results"], "blend search"
+    status = json.loads(run("status", "--db", db, "--json"))
+    assert status["photos"] == report["added"] and status["faces_enabled"], status
+    groups = json.loads(run("duplicates", "--db", db, "--json"))["groups"]
+    assert any(any(p.endswith("chelsea.jpg") for p in g) for g in groups), groups  # chelsea_small is a copy
+    assert "people" in json.loads(run("people", "--db", db, "list", "--json"))
+    assert "rebuilt" in run("repair", "--db", db)
+    print("smoke: blend, status, duplicates, people, repair ok")
+
     port = free_port()
     server = subprocess.Popen(["imagesim", "serve", "--db", db, "--port", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "0"})

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message (its type when it has none), cut to `limit`: what a one-line
+    error quotes of a library's exception."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
+
+
 class ImagesimError(Exception):
     """Base class: the message is one line that says what went wrong and what to do."""
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, first_line
 
 try:  # HEIC/HEIF photos from phones; AVIF is native in Pillow >= 11.3
     import pillow_heif
@@ -122,7 +122,7 @@ def load_image(source: Source, *, draft_size: int | None = None, name: str | Non
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(_BOMB, label) from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"cannot read image header ({_first_line(exc)})", label) from None
+        raise ImageError(f"cannot read image header ({first_line(exc, 200)})", label) from None
     try:
         decoded = _decode(img, draft_size)
     except ImageError as exc:
@@ -130,7 +130,7 @@ def load_image(source: Source, *, draft_size: int | None = None, name: str | Non
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(_BOMB, label) from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"corrupt or truncated image ({_first_line(exc)})", label) from None
+        raise ImageError(f"corrupt or truncated image ({first_line(exc, 200)})", label) from None
     if decoded is not img:
         img.close()  # release the decoder's buffers now rather than at garbage collection
     return decoded
@@ -192,7 +192,3 @@ def _high_bit_depth_to_l(img: Image.Image) -> Image.Image:
     arr = np.nan_to_num(arr, nan=0.0) * (255.0 / top)
     return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

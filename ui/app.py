@@ -383,18 +383,15 @@ def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 78
           max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
     """`imagesim serve`: open the database, build the page, serve it until Ctrl+C.
 
-    `threads` sizes torch's process-wide pool once, here: the server is the application (the library never does).
+    `threads` also sizes torch's process-wide pool, when the model loads: the server is the application, so it asks
+    for that through `torch_threads`, as the `imagesim` command does (the library never changes it on its own).
     """
-    if threads:
-        from imagesim.encoders.clip import set_torch_threads  # here, so importing the page does not import torch
-
-        set_torch_threads(threads)
     _check_port(host, port)  # before loading anything: a busy port is one line, not Gradio's traceback after 7 s
     temp = private_temp_dir()
     # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        gallery = Gallery.open(db, threads=threads)
+        gallery = Gallery.open(db, threads=threads, torch_threads=threads)
         thumbs = Thumbnails(Path(temp) / "thumbs", gallery.status()["roots"], [str(gallery.store.folder)])
         demo = build_demo(gallery, thumbs=thumbs)
         _warm_up(gallery)

@@ -22,7 +22,7 @@ from ..config import (
     Settings,
     default_threads,
 )
-from ..errors import ImagesimError
+from ..errors import ImagesimError, first_line
 from . import faces, people
 from .options import add_db, positive_int
 
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _damaged(args, exc)
             return 1
         db = getattr(args, "db", "the database folder")
-        print(f"imagesim: error: the disk holding {db} is full ({_first_line(exc)}): nothing is damaged"
+        print(f"imagesim: error: the disk holding {db} is full ({first_line(exc)}): nothing is damaged"
               f"{_indexed_so_far(db)}; free some space and run the command again", file=sys.stderr)
         return 1
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # damaged rows read late
@@ -288,13 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-
-
 def _damaged(args: argparse.Namespace, exc: BaseException) -> None:
     db = getattr(args, "db", "the database folder")
-    print(f"imagesim: error: the catalog in {db} is damaged ({_first_line(exc)}): run `imagesim repair --db {db}`; "
+    print(f"imagesim: error: the catalog in {db} is damaged ({first_line(exc)}): run `imagesim repair --db {db}`; "
           "if that fails, move the folder away and index again", file=sys.stderr)
 
 

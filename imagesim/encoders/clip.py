@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ..config import PRECISIONS, ModelSpec
-from ..errors import ModelError, WeightsUnavailable
+from ..errors import ModelError, WeightsUnavailable, first_line
 from . import Encoder, normalize, register
 from .preprocess import FastPreprocess
 
@@ -96,7 +96,7 @@ class ClipEncoder(Encoder):
                     model_name, pretrained=checkpoint, device="cpu", **kwargs
                 )
         except Exception as exc:  # noqa: BLE001 - a user's file can fail torch.load/load_state_dict in many ways
-            raise ModelError(f"cannot load {self.spec.describe()}: {_first_line(exc)}") from None
+            raise ModelError(f"cannot load {self.spec.describe()}: {first_line(exc, 300)}") from None
         model.eval()
         self.model = model
         self.preprocess = preprocess
@@ -165,7 +165,7 @@ def _register_config(name: str) -> tuple[str, str | None]:
     try:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read model config {path}: {_first_line(exc)}") from None
+        raise ModelError(f"cannot read model config {path}: {first_line(exc, 300)}") from None
     if not isinstance(cfg, dict) or not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
         raise ModelError(f"model config {path} needs the keys embed_dim, vision_cfg and text_cfg")
     canonical = json.dumps(cfg, sort_keys=True)
@@ -212,7 +212,7 @@ def _resolve_tag(spec: ModelSpec, tag_cfg: dict[str, Any]) -> str:
         with _quiet_logs():
             return str(open_clip.download_pretrained(tag_cfg))
     except Exception as exc:  # noqa: BLE001 - hub clients raise many types; all mean "no weights"
-        raise WeightsUnavailable(f"{remedy} ({_first_line(exc)})") from None
+        raise WeightsUnavailable(f"{remedy} ({first_line(exc, 300)})") from None
 
 
 def _cached_checkpoint(tag_cfg: dict[str, Any]) -> str | None:
@@ -276,7 +276,3 @@ def _quiet_logs() -> Iterator[None]:
     finally:
         root.setLevel(level)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy.fft import dctn
 
 from . import Encoder, register
 
@@ -33,6 +32,8 @@ VERSION = 3
 
 
 def _structure(img: Image.Image) -> np.ndarray:
+    from scipy.fft import dctn  # here: scipy costs ~0.2 s to import, paid only by work that encodes
+
     grey = np.asarray(img.convert("L").resize((GRID, GRID), Image.Resampling.BOX), dtype=np.float32)
     coeffs = dctn(_equalise(grey), norm="ortho")[:LOW, :LOW].ravel()[1:]
     return _unit(coeffs)

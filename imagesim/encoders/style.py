@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from . import Encoder, normalize, register
 
@@ -126,6 +125,8 @@ def _tone(L: np.ndarray, rgb: np.ndarray) -> Parts:
 
 
 def _texture(Ln: np.ndarray, gx: np.ndarray, gy: np.ndarray, mag: np.ndarray) -> Parts:
+    from scipy import ndimage  # here: scipy costs ~0.2 s to import, paid only by work that encodes
+
     out = list(np.log(_pct(mag, [50, 75, 90, 99]) + 1e-4))
     out.append((mag > 0.05).mean())  # edge density
     out.append((mag < 0.004).mean())  # flat share: posterised and painted photos have big flat areas

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..config import default_threads
-from ..errors import ImagesimError
+from ..errors import ImagesimError, first_line
 from .pipeline import Item
 from .worker import ModelRecipe, PhotoWorker, unpack_faces, vector_column
 
@@ -114,7 +114,7 @@ def _connect(options: RayOptions) -> bool:
             ray.init(address=options.address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = options.address if options.address != "auto" else os.environ.get("RAY_ADDRESS", "auto")
-        raise ImagesimError(f"cannot reach the Ray cluster at {where}: {str(exc).strip().splitlines()[0]} "
+        raise ImagesimError(f"cannot reach the Ray cluster at {where}: {first_line(exc, 300)} "
                             "(start one with `ray start --head`, or drop the address to use a local Ray)") from None
     return True
 

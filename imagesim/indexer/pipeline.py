@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ..config import BATCH_SIZE, COMMIT_EVERY_S, default_threads
 from ..encoders import WEIGHT_FREE, Encoder
@@ -32,6 +31,8 @@ from ..store import CATALOG_NAME, Store
 from ..store.catalog import ContentReader
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from ..faces.analyze import Face
 
 SAVE_EVERY_S = 120.0  # write the graphs now and then, so a crash leaves little to catch up on at the next open
@@ -205,6 +206,7 @@ class _Pipeline:
     def run(self, todo: list[Item]) -> None:
         if not todo:
             return
+        from tqdm import tqdm  # here: only a run with work draws a progress bar
 
         bar = tqdm(total=len(todo), unit="photo", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         pending: list[Item] = []  # processed items waiting for the next commit

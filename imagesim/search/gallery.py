@@ -43,6 +43,8 @@ def _catalog_errors(method: Callable[..., T]) -> Callable[..., T]:
             raise damaged(self.store.catalog.path, exc) from None
 
     return wrapper
+
+
 class Gallery:
     """A database folder opened for search. The model loads on first need, so stored-photo queries need no torch."""
 

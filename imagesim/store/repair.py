@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, first_line
 from . import schema as cat
 from .catalog import Catalog
 from .schema import present_sets, table_set
@@ -70,7 +70,7 @@ def repair(catalog: Catalog) -> RepairReport:
         conn.execute("PRAGMA foreign_keys=ON")
         problem = next(iter(catalog.problems(limit=1)), None)
     except sqlite3.DatabaseError as exc:
-        problem = (str(exc).splitlines() or ["?"])[0]
+        problem = first_line(exc)
     if problem is not None:
         raise StoreError(f"the catalog is damaged beyond repair ({problem[:120]}): {remedy}")
     return report

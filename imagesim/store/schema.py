@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, first_line
 
 SCHEMA_VERSION = 2  # 2: row checksums
 
@@ -189,7 +189,7 @@ def schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 def damaged(path: Path, exc: BaseException) -> StoreError:
     """The one-line error for a catalog SQLite cannot read (or whose rows no longer decode)."""
-    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+    why = first_line(exc)
     return StoreError(f"catalog {path} is damaged or not a catalog ({why}): run `imagesim repair --db {path.parent}`; "
                       f"if that fails, move the folder away and index again")
 
