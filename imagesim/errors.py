@@ -27,8 +27,32 @@ class ModelError(ImagesimError):
     """A model could not be built or its weights could not be loaded."""
 
 
+# What to do when the content model's weights cannot be had here: one clause, used by every line that says so.
+WEIGHTS_REMEDY = ("run `imagesim index` once with a network connection (one download into the hub cache), or pass "
+                  "--weights FILE (a file `imagesim model save --out FILE` wrote on a machine that is online)")
+
+
 class WeightsUnavailable(ModelError):
-    """Pretrained weights are neither cached nor downloadable (e.g. offline)."""
+    """Pretrained weights are neither cached nor downloadable (e.g. offline).
+
+    `model` names them ("ViT-B-32 (pretrained 'tag')"); `detail` is the hub client's reason, if any. The message is
+    the error line; `waiting` is the line `imagesim index` prints when it indexes the weight-free spaces anyway."""
+
+    def __init__(self, model: str, detail: str = "") -> None:
+        self.model = model
+        self.detail = f" ({detail})" if detail else ""
+        super().__init__(f"cannot load weights for model {model}: they are not cached and cannot be downloaded "
+                         f"here{self.detail}: {WEIGHTS_REMEDY}")
+
+    @property
+    def waiting(self) -> str:
+        return (f"content and text search wait for the model: weights for {self.model} are not cached and cannot "
+                f"be downloaded here{self.detail}; style, duplicates and faces work now. To add content: "
+                f"{WEIGHTS_REMEDY}")
+
+
+class ModelMissing(ImagesimError):
+    """A query needs the content model, and the database was indexed without it (offline, no weights)."""
 
 
 class ModelMismatch(ImagesimError):

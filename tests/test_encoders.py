@@ -89,11 +89,11 @@ def test_bad_config_and_mismatched_weights(tmp_path: Path, tiny_weights: Path) -
     other["embed_dim"] = 16
     cfg = tmp_path / "other.json"
     cfg.write_text(json.dumps(other))
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="tiny_clip.json, not for other.json"):  # the file it fits, by name
         create_encoder("clip", spec=ModelSpec(str(cfg), None, str(tiny_weights)))
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="cannot read .* as a model checkpoint"):
         create_encoder("clip", spec=ModelSpec(str(TINY_CONFIG), None, str(garbage)))
 
 

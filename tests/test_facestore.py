@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 from imagesim.config import Settings
 from imagesim.encoders import Encoder
 from imagesim.faces.store import FACES, face_rows, face_settings
 from imagesim.indexer import run_index
 from imagesim.store import Store
+from tests.support.counting import Counting
 from tests.support.facefakes import fake_analyzer, index_with_fakes, write_face_photo
 from tests.support.photos import write_gallery
-
-
-class Counting(Encoder):
-    """Wraps an encoder and counts the photos it embeds."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.inner, self.space, self.dim, self.input_size = inner, inner.space, inner.dim, inner.input_size
-        self.seen = 0
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        self.seen += len(images)
-        return self.inner.embed_images(images)
-
-    def describe(self) -> dict:
-        return self.inner.describe()
 
 
 def _faces(db: Path) -> list:
@@ -107,10 +89,10 @@ def test_photos_indexed_before_faces_get_them_without_re_encoding(tmp_path: Path
     run_index(Settings.for_db(db, threads=1), [photos], encoders=[tiny_encoder], progress=False)
     counting = Counting(tiny_encoder)
     report = index_with_fakes(db, [photos], [counting])
-    assert counting.seen == 0 and report.faces == 3 and report.unchanged == 2 and report.updated == 0
+    assert counting.calls == 0 and report.faces == 3 and report.unchanged == 2 and report.updated == 0
     write_face_photo(photos / "c.jpg", [4], seed=3)
     report = index_with_fakes(db, [photos], [counting])
-    assert counting.seen == 1 and report.faces == 1 and report.unchanged == 2
+    assert counting.calls == 1 and report.faces == 1 and report.unchanged == 2
 
 
 def test_deleted_photo_takes_its_faces_out_of_rows_and_graph(tmp_path: Path, tiny_encoder: Encoder) -> None:

@@ -18,25 +18,8 @@ from imagesim.errors import ModelMismatch
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
 from tests.support.catalog import committed_paths
+from tests.support.counting import Counting
 from tests.support.photos import ROOT, write_gallery, write_photo
-
-
-class Counting:
-    """Wraps an encoder and counts the photos it is asked to embed."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.calls = inner, 0
-        self.space, self.dim, self.input_size = inner.space, inner.dim, inner.input_size
-
-    def embed_images(self, images):
-        self.calls += len(images)
-        return self.inner.embed_images(images)
-
-    def describe(self):
-        return self.inner.describe()
-
-    def fingerprint(self):
-        return self.inner.fingerprint()
 
 
 @pytest.fixture
@@ -120,8 +103,13 @@ def test_bad_files_are_listed_and_never_stop_the_run(tmp_path: Path, index) -> N
     reasons = dict(report.failed)
     assert set(reasons) == {str(pics / n) for n in ("empty.jpg", "text.png", "trunc.jpg")}
     assert "empty" in reasons[str(pics / "empty.jpg")] and all("\n" not in r for r in reasons.values())
-    again, embedded = index(pics)  # failed, unchanged files are not retried
-    assert again.unchanged == 6 and embedded == 0 and again.failed == []
+    again, embedded = index(pics)  # failed, unchanged files are not retried, but still listed as failed
+    assert again.unchanged == 3 and embedded == 0 and again.failed == report.failed and again.still_failing == 3
+    assert again.to_json()["still_failing"] == 3 and len(again.to_json()["failed"]) == 3
+    assert "3 failed (3 unchanged since they failed before)" in again.summary()
+    write_photo(pics / "trunc.jpg", 9, (300, 200))  # mended: read again, indexed, no longer listed
+    third, embedded = index(pics)
+    assert embedded == 1 and third.updated == 1 and third.still_failing == 2 and len(third.failed) == 2
 
 
 def test_a_file_that_turns_bad_loses_its_old_vector(tmp_path: Path, index) -> None:

@@ -14,29 +14,13 @@ from pathlib import Path
 
 from ..config import (
     BATCH_SIZE,
-    DEFAULT_MODEL,
-    DEFAULT_PRETRAINED,
     EXACT_SEARCH_MAX,
-    PRECISIONS,
-    ModelSpec,
     Settings,
     default_threads,
 )
 from ..errors import ImagesimError, first_line
-from . import faces, people
-from .options import add_db, positive_int
-
-
-def _add_model(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (default: the one the database was built with, else "
-                             f"{DEFAULT_MODEL} / {DEFAULT_PRETRAINED})")
-    g.add_argument("--model", help="open_clip model name, or path to an open_clip model config JSON")
-    g.add_argument("--pretrained", metavar="TAG", help="open_clip pretrained tag (downloaded once into the hub cache)")
-    g.add_argument("--weights", metavar="FILE", help="local checkpoint (a state dict saved with torch.save)")
-    g.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="image model arithmetic: bf16 is ~3x faster where the CPU has AVX512-BF16/AMX and gives the "
-                        "same results to 0.001; auto picks it there (default: auto)")
+from . import faces, model, people
+from .options import add_db, add_model, model_spec, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="add new, changed, moved and deleted photos to the database")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="folders (or files) of photos")
     add_db(p)
-    _add_model(p)
+    add_model(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed every photo (needed after changing the model)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"photos encoded together (default: {BATCH_SIZE})")
@@ -64,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
     p.add_argument("--text", help="describe what the photo shows instead of giving one")
     add_db(p)
-    _add_model(p)
+    add_model(p)
     p.add_argument("-k", type=positive_int, default=10, help="how many results (default: 10)")
     p.add_argument("--mode", choices=["content", "style", "blend"], default="content",
                    help="content: shows the same thing (default); style: looks the same; blend: both")
@@ -95,26 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db(p)
     faces.add_parser(sub)
     people.add_parser(sub)
+    model.add_parser(sub)
     return parser
-
-
-def model_spec(args: argparse.Namespace) -> ModelSpec | None:
-    """The model asked for on the command line, or None to use the database's own."""
-    if not (args.model or args.pretrained or args.weights):
-        return None
-    name = args.model or DEFAULT_MODEL
-    is_config = name.endswith(".json") or os.path.isfile(name)
-    if is_config and not args.weights:
-        raise ImagesimError(f"model config {name} has no weights: pass --weights FILE")
-    pretrained = args.pretrained
-    if pretrained is None and not args.weights and not is_config:
-        if name != DEFAULT_MODEL:
-            raise ImagesimError(f"say which weights to use for {name}: --pretrained TAG or --weights FILE")
-        pretrained = DEFAULT_PRETRAINED
-    if is_config:
-        name = str(Path(name).expanduser().resolve())
-    weights = str(Path(args.weights).expanduser().resolve()) if args.weights else None
-    return ModelSpec(name=name, pretrained=pretrained, weights=weights)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -138,6 +104,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"imagesim: {report.summary()}")
         for path, error in report.failed:
             print(f"  failed: {path}: {error}")
+    if report.waiting_for_model:  # one line, also beside --json: a person reads stderr
+        print(f"imagesim: {report.waiting_for_model}", file=sys.stderr)
     return 0
 
 
@@ -200,7 +168,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"database   {info['db']}")
     print(f"photos     {info['photos']} ({info['distinct_photos']} distinct), {info['failed']} unreadable")
-    print(f"model      {info['model']}")
+    waiting = "waiting for its weights: content and text search are off (see `imagesim model --help`)"
+    print(f"model      {info['model'] or (waiting if info['photos'] else '-')}")
+    print(f"spaces     {', '.join(info['spaces']) or '-'}")
     print(f"folders    {', '.join(info['roots']) or '-'}")
     faces = f"on, {info['faces']} found" if info.get("faces_enabled") else "off (index with --faces to turn them on)"
     print(f"faces      {faces}")
@@ -252,7 +222,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve,
-            "duplicates": cmd_duplicates, "faces": faces.cmd_faces, "people": people.cmd_people}
+            "duplicates": cmd_duplicates, "faces": faces.cmd_faces, "people": people.cmd_people,
+            "model": model.cmd_model}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

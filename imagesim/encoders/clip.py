@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,12 @@ class ClipEncoder(Encoder):
                     model_name, pretrained=checkpoint, device="cpu", **kwargs
                 )
         except Exception as exc:  # noqa: BLE001 - a user's file can fail torch.load/load_state_dict in many ways
+            if self.spec.weights and checkpoint:  # say which model the file is for, not what torch tripped on
+                from .checkpoints import describe_path, wrong_checkpoint
+
+                line = wrong_checkpoint(checkpoint, model_name, describe_path(self.spec.name))
+                if line:
+                    raise ModelError(line) from None
             raise ModelError(f"cannot load {self.spec.describe()}: {first_line(exc, 300)}") from None
         model.eval()
         self.model = model
@@ -115,6 +122,20 @@ class ClipEncoder(Encoder):
             model.visual.to(self.dtype)
         # None when open_clip's transform is not the standard one: then every photo goes through it as before
         self.fast_preprocess = FastPreprocess.from_transform(preprocess)
+
+    def save_weights(self, path: str | os.PathLike[str]) -> int:
+        """Write the model's weights as one state dict file (torch.save) that `--weights FILE` loads; atomic (a
+        half-written file never takes the name). Returns its size in bytes. Build the encoder with precision
+        "fp32" to save the weights exactly: a bf16 image tower holds rounded ones."""
+        target = Path(path).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target.stat().st_size
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -178,10 +199,12 @@ def _register_config(name: str) -> tuple[str, str | None]:
         path = Path(_CONFIG_DIR.name) / f"{registered}.json"
         path.write_text(canonical)
         open_clip.add_model_config(path)
+    CONFIG_SOURCES.setdefault(registered, str(Path(name).expanduser()))
     return registered, sha
 
 
 _CONFIG_DIR: tempfile.TemporaryDirectory[str] | None = None
+CONFIG_SOURCES: dict[str, str] = {}  # registered name -> the config file it came from (for messages)
 
 
 def _preprocess_kwargs(tag_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -203,16 +226,14 @@ def _resolve_tag(spec: ModelSpec, tag_cfg: dict[str, Any]) -> str:
     cached = _cached_checkpoint(tag_cfg)
     if cached:
         return cached
-    remedy = (f"cannot load weights for model {spec.name} (pretrained {spec.pretrained!r}): they are not cached and "
-              f"cannot be downloaded here. Run once with a network connection to cache them, or pass "
-              f"--weights FILE (a checkpoint saved with torch.save).")
+    model = f"{spec.name} (pretrained {spec.pretrained!r})"
     if not _hub_reachable(tag_cfg):
-        raise WeightsUnavailable(remedy)
+        raise WeightsUnavailable(model)
     try:
         with _quiet_logs():
             return str(open_clip.download_pretrained(tag_cfg))
     except Exception as exc:  # noqa: BLE001 - hub clients raise many types; all mean "no weights"
-        raise WeightsUnavailable(f"{remedy} ({first_line(exc, 300)})") from None
+        raise WeightsUnavailable(model, first_line(exc, 300)) from None
 
 
 def _cached_checkpoint(tag_cfg: dict[str, Any]) -> str | None:
@@ -271,7 +292,8 @@ def _quiet_logs() -> Iterator[None]:
     level = root.level
     root.setLevel(logging.CRITICAL)
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch.load's weights_only notice
             yield
     finally:
         root.setLevel(level)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..config import ModelSpec, Settings
 from ..encoders import WEIGHT_FREE, Encoder
+from ..errors import WeightsUnavailable
 from ..faces.analyze import FaceAnalyzer
 from ..faces.people import People
 from ..faces.stage import configure_faces
@@ -39,12 +40,21 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         recorded = store.catalog.meta(MODEL_META_KEY)
         spec = settings.model or (ModelSpec(**json.loads(recorded)) if recorded else ModelSpec())
         shipped = encoders is not None or content_encoder is not None
+        waiting: str | None = None  # why the content model is missing, when it is
         if encoders is None:
             from ..encoders import create_encoder
 
-            encoders = [content_encoder or create_encoder("clip", spec=spec, precision=settings.precision,
-                                                          torch_threads=settings.torch_threads)]
-            encoders += [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
+            encoders = [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
+            try:
+                encoders.insert(0, content_encoder or create_encoder(
+                    "clip", spec=spec, precision=settings.precision, torch_threads=settings.torch_threads))
+            except WeightsUnavailable as exc:
+                if rebuild:  # re-embedding everything needs the model itself
+                    raise
+                # Offline without weights: index what needs none (style, near-duplicates, faces); the next run
+                # that has the model adds only the content vectors (every other space is already complete).
+                waiting = exc.waiting
+                shipped = True  # Ray workers get the weight-free encoders as they are, never a model to load
         if rebuild or not any(store.catalog.space(e.space) for e in encoders if e.space == "content"):
             # a first (or rebuilding) run records its model now, so one stopped half-way (Ctrl-C, a full disk)
             # resumes with a plain `imagesim index`; otherwise the space's fingerprint check comes first
@@ -65,6 +75,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         report = index_gallery(store, roots, encoders, rebuild=rebuild, batch_size=settings.batch_size,
                                threads=settings.threads, commit_every_s=settings.commit_every_s, progress=progress,
                                faces=stage, remote=remote)
+        report.waiting_for_model = waiting
         if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
             People(store).cluster()
         with store.catalog.transaction():

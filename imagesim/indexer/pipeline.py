@@ -49,19 +49,28 @@ class IndexReport:
     seconds: float = 0.0
     encoded: int = 0
     faces: int | None = None  # faces found in this run; None when faces are off
+    # Of `failed`, the files that failed before and are unchanged since (not read again): listed, so a script
+    # that reads "failed" sees every file that is not indexed, not only this run's new failures.
+    still_failing: int = 0
+    waiting_for_model: str | None = None  # the line saying why content vectors wait (no weights here)
 
     def to_json(self) -> dict:
         out = {"added": self.added, "updated": self.updated, "removed": self.removed, "moved": self.moved,
                "unchanged": self.unchanged, "failed": [{"path": p, "error": e} for p, e in self.failed]}
+        if self.still_failing:
+            out["still_failing"] = self.still_failing
         if self.faces is not None:
             out["faces"] = self.faces
+        if self.waiting_for_model:
+            out["waiting_for_model"] = self.waiting_for_model
         return out
 
     def summary(self) -> str:
         rate = f", {self.encoded / self.seconds:.1f} photos/s encoded" if self.encoded and self.seconds else ""
         faces = f", {self.faces} faces found" if self.faces is not None else ""
+        still = f" ({self.still_failing} unchanged since they failed before)" if self.still_failing else ""
         return (f"{self.added} added, {self.updated} updated, {self.moved} moved, {self.removed} removed, "
-                f"{self.unchanged} unchanged, {len(self.failed)} failed{faces} ({self.seconds:.1f} s{rate})")
+                f"{self.unchanged} unchanged, {len(self.failed)} failed{still}{faces} ({self.seconds:.1f} s{rate})")
 
 
 @dataclass
@@ -136,8 +145,11 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
             row = known.get(p)
             same = row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
             cid = row.content_id if row is not None else None
-            if same and row is not None and (row.status == "failed" or (cid not in needs_vectors
-                                                                        and cid not in needs_faces)):
+            if same and row is not None and row.status == "failed":  # not read again; still listed as failed
+                report.failed.append((p, row.error or "could not be read"))
+                report.still_failing += 1
+                continue
+            if same and row is not None and cid not in needs_vectors and cid not in needs_faces:
                 report.unchanged += 1
                 continue
             # An unchanged file read again only to find its faces (faces just turned on) still counts as unchanged.

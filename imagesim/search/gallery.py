@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..config import ModelSpec, Settings
 from ..encoders import Encoder
-from ..errors import ImagesimError, ModelMismatch
+from ..errors import WEIGHTS_REMEDY, ImagesimError, ModelMismatch, ModelMissing
 from ..faces.analyze import FaceAnalyzer
 from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search_faces
 from ..faces.store import face_count
@@ -117,16 +117,31 @@ class Gallery:
 
     # ---- queries -------------------------------------------------------------------------------------------------
 
+    def _need_content(self) -> None:
+        """Refuse a content or text query in one line when the database has no content vectors yet (indexed
+        offline, without the model's weights): before any model loads, with what to do."""
+        if self.store.has_space(CONTENT) or not self.store.catalog.counts()["files"]:
+            return  # an empty database answers "no photos indexed yet", as before
+        spec = self.settings.model or self.model_spec() or ModelSpec()
+        raise ModelMissing(f"content and text search need the model {spec.describe()}, and {self.store.folder} has "
+                           f"no content vectors yet (it was indexed without the model's weights; style, duplicates "
+                           f"and faces work): {WEIGHTS_REMEDY}")
+
     @_catalog_errors
     def vector(self, query: Query) -> np.ndarray:
-        """The content vector of a photo: the stored one for an unchanged gallery file, else freshly encoded."""
-        if self.settings.model is not None:
-            _ = self.encoder  # a model asked for explicitly must match the index, stored vector or not
-        if isinstance(query, (str, os.PathLike)):
-            stored = self.store.stored_vector(query, CONTENT)
-            if stored is not None:
-                return stored
-        img = query if isinstance(query, Image.Image) else load_image(query, draft_size=self.encoder.input_size)
+        """The content vector of a photo: the stored one for an unchanged gallery file, else freshly encoded.
+
+        A photo from outside is decoded before the model loads: a file that is not a photo is refused at once."""
+        self._need_content()
+        stored = self.store.stored_vector(query, CONTENT) if isinstance(query, (str, os.PathLike)) else None
+        if stored is not None:
+            if self.settings.model is not None:
+                _ = self.encoder  # a model asked for explicitly must match the index, stored vector or not
+            return stored
+        if isinstance(query, Image.Image):
+            img = query
+        else:  # before the model loads its input size is unknown: no JPEG draft then, a full decode
+            img = load_image(query, draft_size=self._encoder.input_size if self._encoder is not None else None)
         return self.encoder.embed_images([img])[0]
 
     @_catalog_errors
@@ -138,6 +153,8 @@ class Gallery:
         """
         if mode == "content":
             return self.search_vector(self.vector(query), k)
+        if mode == "blend":
+            self._need_content()
         return looks.look_search(self.store, query, k, mode=mode, style_weight=style_weight,
                                  content_vector=self.vector)
 
@@ -161,6 +178,7 @@ class Gallery:
         """Gallery photos that match a description, best first."""
         if not text.strip():
             raise ImagesimError("the text query is empty")
+        self._need_content()
         encoder = self.encoder
         if not hasattr(encoder, "embed_texts"):
             raise ImagesimError("this model has no text tower")
