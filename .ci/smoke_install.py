@@ -2,7 +2,8 @@
 
 Run by .ci/run in the fresh virtualenv before the dev extras are installed, so an undeclared import fails here.
 Uses the tiny test model with random weights saved the way a user saves a checkpoint, real dlib face models, and the
-sample gallery; prints one line per step and exits non-zero on the first failure.
+sample gallery; first an offline first run (no weights: style, duplicates and faces, then the weights add content);
+prints one line per step and exits non-zero on the first failure.
 """
 
 from __future__ import annotations
@@ -21,11 +22,44 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_clip.json"
 
 
-def run(*args: str) -> str:
-    proc = subprocess.run(["imagesim", *args], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        sys.exit(f"smoke: `imagesim {' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
-    return proc.stdout
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}  # no hub: what a machine without internet sees
+
+
+def run(*args: str, env: dict[str, str] | None = None, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["imagesim", *args], capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode != expect:
+        sys.exit(f"smoke: `imagesim {' '.join(args)}` exited {proc.returncode}, not {expect}: "
+                 f"{proc.stderr.strip()[-400:]}")
+    return proc
+
+
+def offline_first_run(tmp: Path, model: list[str]) -> None:
+    """No weights here: index builds style, duplicates and faces and says content waits; the weights then add
+    content vectors only (every photo "updated", no face found again)."""
+    db = str(tmp / "offline-db")
+    proc = run("index", str(ROOT / "gallery"), "--db", db, "--faces", "--json", env=OFFLINE)
+    report = json.loads(proc.stdout)
+    assert report["added"] >= 10 and report["faces"] >= 1 and report.get("waiting_for_model"), report
+    assert proc.stderr.count("\n") == 1 and "content and text search wait for the model" in proc.stderr, proc.stderr
+    query = str(ROOT / "gallery" / "astronaut.jpg")
+    style = json.loads(run("search", query, "--mode", "style", "--db", db, "--json", env=OFFLINE).stdout)["results"]
+    assert style[0]["path"] == query, style[:2]
+    groups = json.loads(run("duplicates", "--db", db, "--json", env=OFFLINE).stdout)["groups"]
+    assert any(any(p.endswith("chelsea.jpg") for p in g) for g in groups), groups
+    faces = json.loads(run("faces", query, "--db", db, "--json", env=OFFLINE).stdout)["faces"]
+    assert faces and faces[0]["matches"][0]["path"] == query, faces
+    refused = run("search", query, "--db", db, env=OFFLINE, expect=1).stderr
+    assert refused.count("\n") == 1 and "imagesim model save" in refused, refused
+    spaces = json.loads(run("status", "--db", db, "--json", env=OFFLINE).stdout)["spaces"]
+    assert spaces == ["dup", "faces", "style"], spaces
+    print("smoke: offline first run ok (style, duplicates, faces; content waits in one line)")
+
+    later = json.loads(run("index", str(ROOT / "gallery"), "--db", db, *model, "--json", env=OFFLINE).stdout)
+    assert (later["added"], later["updated"], later["faces"]) == (0, report["added"], 0), later
+    assert "waiting_for_model" not in later, later
+    results = json.loads(run("search", query, "--db", db, "--json", env=OFFLINE).stdout)["results"]
+    assert results[0]["path"] == query, results[:2]
+    print("smoke: the weights then added content vectors only")
 
 
 def free_port() -> int:
@@ -47,28 +81,30 @@ def main() -> None:
     db = str(tmp / "db")
     model = ["--model", str(TINY), "--weights", str(weights)]
 
-    report = json.loads(run("index", str(ROOT / "gallery"), "--db", db, *model, "--faces", "--json"))
+    offline_first_run(tmp, model)
+
+    report = json.loads(run("index", str(ROOT / "gallery"), "--db", db, *model, "--faces", "--json").stdout)
     assert report["added"] >= 10 and report.get("faces", 0) >= 1, report
     print(f"smoke: index ok ({report['added']} photos, {report['faces']} faces)")
 
     query = str(ROOT / "gallery" / "astronaut.jpg")
-    results = json.loads(run("search", query, "--db", db, "--json"))["results"]
+    results = json.loads(run("search", query, "--db", db, "--json").stdout)["results"]
     assert results[0]["path"] == query and results[0]["score"] > 0.999, results[:2]
-    assert json.loads(run("search", "--text", "a photo", "--db", db, "--json"))["results"], "text search"
-    assert json.loads(run("search", query, "--mode", "style", "--db", db, "--json"))["results"], "style search"
+    assert json.loads(run("search", "--text", "a photo", "--db", db, "--json").stdout)["results"], "text search"
+    assert json.loads(run("search", query, "--mode", "style", "--db", db, "--json").stdout)["results"], "style search"
     print("smoke: search ok (photo, text, style)")
 
-    faces = json.loads(run("faces", query, "--db", db, "--json"))["faces"]
+    faces = json.loads(run("faces", query, "--db", db, "--json").stdout)["faces"]
     assert faces and faces[0]["matches"][0]["path"] == query, faces
     print(f"smoke: faces ok ({len(faces)} in the query photo)")
 
-    assert json.loads(run("search", query, "--mode", "blend", "--db", db, "--json"))["results"], "blend search"
-    status = json.loads(run("status", "--db", db, "--json"))
+    assert json.loads(run("search", query, "--mode", "blend", "--db", db, "--json").stdout)["results"], "blend search"
+    status = json.loads(run("status", "--db", db, "--json").stdout)
     assert status["photos"] == report["added"] and status["faces_enabled"], status
-    groups = json.loads(run("duplicates", "--db", db, "--json"))["groups"]
+    groups = json.loads(run("duplicates", "--db", db, "--json").stdout)["groups"]
     assert any(any(p.endswith("chelsea.jpg") for p in g) for g in groups), groups  # chelsea_small is a copy
-    assert "people" in json.loads(run("people", "--db", db, "list", "--json"))
-    assert "rebuilt" in run("repair", "--db", db)
+    assert "people" in json.loads(run("people", "--db", db, "list", "--json").stdout)
+    assert "rebuilt" in run("repair", "--db", db).stdout
     print("smoke: blend, status, duplicates, people, repair ok")
 
     port = free_port()

@@ -253,3 +253,58 @@ def test_real_gallery_clusters_into_the_labelled_people(datasets: Path, tmp_path
             assert {m.path for m in same} == {p for p, people_in in labels.items() if who in people_in}
     finally:
         store.close()
+
+
+def test_weak_detections_never_seed_a_person(tmp_path: Path) -> None:
+    """HOG false positives (flowers) score low: alike or not, they stay unassigned, yet searchable; a weak face
+    still joins a person that strong faces make."""
+    from imagesim.encoders import create_encoder
+    from imagesim.faces.cluster import assign_persons
+
+    photos = tmp_path / "photos"
+    for i, people in enumerate([[0], [0], [0, 3], [3], [3]]):  # colour 3: a "flower" the detector is unsure of
+        write_face_photo(photos / f"w{i}.jpg", people, seed=i)
+    db = tmp_path / "db"
+    index_with_fakes(db, [photos], [create_encoder("dup")], fake_analyzer(scores={3: 0.05}))
+    assert sorted(_people(db).values(), key=sorted) == [{"w0.jpg", "w1.jpg", "w2.jpg"}]
+    store = Store.open(db)
+    try:
+        assert People(store).unassigned() == 3
+        [result] = search_faces(store, photos / "w3.jpg", k=5, analyzer=fake_analyzer(scores={3: 0.05}))
+        assert {Path(m.path).name for m in result.matches if m.same_person} == {"w2.jpg", "w3.jpg", "w4.jpg"}
+    finally:
+        store.close()
+    made = iter([7, 8])
+    assert assign_persons([0, 0, 0, 5, 5], [None] * 5, {}, {}, set(), lambda: next(made),
+                          strong=[True, True, False, False, False]) == [7, 7, 7, None, None]
+
+
+@pytest.mark.slow
+def test_hog_false_positives_on_flowers_make_no_person(datasets: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flower photo on which dlib's HOG finds a 'face' (score 0.075), and a lossless copy of it (other bytes, same
+    pixels): two alike weak faces, which made "person 1" before the score floor."""
+    from PIL import Image
+
+    from imagesim.encoders import create_encoder
+    from imagesim.faces import cluster
+    from imagesim.faces.analyze import FaceAnalyzer
+
+    src = datasets / "flowers17" / "crocus" / "image_0383.jpg"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    photos = tmp_path / "flowers"
+    photos.mkdir()
+    shutil.copy(src, photos / "crocus.jpg")
+    Image.open(src).save(photos / "crocus.png")
+    db = tmp_path / "db"
+    index_with_fakes(db, [photos], [create_encoder("dup")], FaceAnalyzer())  # the real dlib models
+    store, people = _with_people(db)
+    try:
+        faces = face_rows(store.catalog)
+        assert len(faces) == 2 and all(f.score < cluster.SEED_SCORE["hog"] for f in faces)
+        assert people.cluster() == 0 and people.list() == []
+        monkeypatch.setitem(cluster.SEED_SCORE, "hog", 0.0)  # without the floor they were someone
+        assert people.cluster() == 1
+    finally:
+        store.close()

@@ -18,6 +18,12 @@ LINK = 0.55  # faces closer than this are linked for clustering: below the 0.6 v
 MIN_FACES = 2  # an uncorrected cluster needs this many faces to become a person (one-off faces stay unassigned)
 ROUNDS = 30
 MARK_IOU = 0.5  # a mark applies to the face of its photo that overlaps its box at least this much (the most)
+# A detection below this detector score is kept and searchable but never seeds a person: a new person needs
+# MIN_FACES faces at or above it (weaker ones may join a person the others make). HOG's false positives on flowers
+# score low; the floor is the largest one's score on a tuning split, rounded up (docs/faces.md has the held-out
+# figures). Size does not separate them (flower false positives and real faces in group photos are both ~40 px).
+# dlib's CNN detector is not measured yet: no floor.
+SEED_SCORE = {"hog": 0.2, "cnn": 0.0}
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,18 @@ def constraints(boxes: Sequence[Sequence[int]], shas: Sequence[str],
     return pinned, forbidden
 
 
+def seeds_people(score: float, detector: str = "hog") -> bool:
+    """Whether a detection is sure enough (the detector's score) to count towards a new person."""
+    return score >= SEED_SCORE.get(detector, 0.0)
+
+
 def assign_persons(labels: Sequence[int], before: Sequence[int | None], pinned: dict[int, int],
                    forbidden: dict[int, set[int]], existing: set[int],
-                   new_person: Callable[[], int]) -> list[int | None]:
+                   new_person: Callable[[], int], strong: Sequence[bool] | None = None) -> list[int | None]:
     """Cluster labels -> person ids: pinned clusters keep their person; others take the person most of their faces
-    had `before` (stable numbers, among the `existing` ones), else `new_person()`; small uncorrected clusters stay
-    unassigned (None). New persons are asked for biggest cluster first."""
+    had `before` (stable numbers, among the `existing` ones), else `new_person()`; uncorrected clusters with fewer
+    than MIN_FACES `strong` faces (`seeds_people`; all, when not given) stay unassigned (None). New persons are asked
+    for biggest cluster first."""
     members: dict[int, list[int]] = defaultdict(list)
     for i, lab in enumerate(labels):
         members[lab].append(i)
@@ -80,7 +92,7 @@ def assign_persons(labels: Sequence[int], before: Sequence[int | None], pinned: 
     for lab, idx in sorted(members.items(), key=lambda kv: -len(kv[1])):
         if lab in person_of:
             continue
-        if len(idx) < MIN_FACES:
+        if sum(1 for i in idx if strong is None or strong[i]) < MIN_FACES:
             person_of[lab] = None
             continue
         counts = Counter(p for i in idx if (p := before[i]) is not None and p in existing)

@@ -22,7 +22,7 @@ from PIL import Image
 from ..errors import ImagesimError
 from ..images import load_image
 from ..store import Store
-from .cluster import assign_persons, constrained_whispers, constraints
+from .cluster import assign_persons, constrained_whispers, constraints, seeds_people
 from .detect import Box, crop_box
 from .store import FaceCatalog, Person, delete_faces, face_count, face_settings, has_schema, set_faces
 
@@ -224,9 +224,11 @@ class People:
             pinned, forbidden = constraints([r.box for r in rows], [sha.get(r.content_id, "") for r in rows],
                                             self.tables.marks())
             labels = constrained_whispers(matrix, [r.content_id for r in rows], pinned, forbidden)
+            detector = (face_settings(self.catalog) or {}).get("detector", "hog")
+            strong = [seeds_people(r.score, detector) for r in rows]  # weak faces join people, never found one
             with self.catalog.transaction():
                 assignment = assign_persons(labels, [r.person_id for r in rows], pinned, forbidden,
-                                            self.tables.person_ids(), self.tables.new_person)
+                                            self.tables.person_ids(), self.tables.new_person, strong)
                 self.tables.set_persons([(r.id, assignment[i]) for i, r in enumerate(rows)])
                 self.tables.drop_empty_people()
             return len({a for a in assignment if a is not None})

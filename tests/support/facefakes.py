@@ -42,14 +42,15 @@ class _Rect:
 class FakeHog:
     """dlib's `detector.run(arr, upsample, adjust) -> (rects, scores, kinds)`, finding the coloured squares."""
 
-    def __init__(self, min_side: int = 20) -> None:
+    def __init__(self, min_side: int = 20, scores: dict[int, float] | None = None) -> None:
         self.min_side = min_side
+        self.scores = scores or {}  # palette index -> detector score (default 1.0): weak "faces" for some colours
         self.calls: list[tuple[int, int]] = []  # (height, width) of each array seen
 
     def run(self, arr: np.ndarray, upsample: int, adjust: float) -> tuple[list[_Rect], list[float], list[int]]:
         self.calls.append(arr.shape[:2])
         rects, scores = [], []
-        for colour in PALETTE:
+        for who, colour in enumerate(PALETTE):
             mask = (np.abs(arr.astype(np.int16) - np.asarray(colour)) < 40).all(axis=2)
             cols = np.concatenate([[False], mask.any(axis=0), [False]])
             edges = np.nonzero(np.diff(cols.astype(np.int8)))[0]
@@ -57,7 +58,7 @@ class FakeHog:
                 ys = np.nonzero(mask[:, x0:x1].any(axis=1))[0]
                 if x1 - x0 >= self.min_side:
                     rects.append(_Rect(int(x0), int(ys.min()), int(x1 - 1), int(ys.max())))
-                    scores.append(1.0)
+                    scores.append(self.scores.get(who, 1.0))
         return rects, scores, [0] * len(rects)
 
 
@@ -89,8 +90,8 @@ class FakeEmbedder(FaceEmbedder):
         return out
 
 
-def fake_analyzer(size: int | None = None) -> FaceAnalyzer:
-    return FaceAnalyzer(FaceDetector(size=size or 1280, detector=FakeHog()), FakeEmbedder())
+def fake_analyzer(size: int | None = None, scores: dict[int, float] | None = None) -> FaceAnalyzer:
+    return FaceAnalyzer(FaceDetector(size=size or 1280, detector=FakeHog(scores=scores)), FakeEmbedder())
 
 
 def face_photo(people: Sequence[int], size: tuple[int, int] = (400, 300), side: int = 60, seed: int = 0,
