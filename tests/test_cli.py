@@ -39,6 +39,12 @@ def test_index_and_search_json(tmp_path: Path, tiny_spec: ModelSpec, capsys: pyt
     results = json.loads(capsys.readouterr().out)["results"]
     assert len(results) == 3 and results[0] == {"path": str(photos[2]), "score": results[0]["score"]}
     assert results[0]["score"] >= 0.99 and all(set(r) == {"path", "score"} for r in results)
+    assert main(["index", str(tmp_path / "pics"), "--db", db, "--json"]) == 0  # again: bad.jpg is still listed
+    again = json.loads(capsys.readouterr().out)
+    assert again["failed"] == report["failed"] and again["still_failing"] == 1 and again["unchanged"] == 5
+    assert main(["index", str(tmp_path / "pics"), "--db", db]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert "1 failed (1 unchanged since they failed before)" in plain[0] and plain[1].startswith("  failed: ")
     assert main(["search", "--text", "a red tulip", "--db", db, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["results"]) == 5
     assert main(["search", str(photos[0]), "--db", db]) == 0  # the plain listing

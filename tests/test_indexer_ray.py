@@ -134,7 +134,7 @@ def test_ray_run_is_the_local_run(tmp_path: Path, tiny_spec: ModelSpec, ray_clus
     _same_database(tmp_path / "local", tmp_path / "ray")
     again = run_index(Settings.for_db(tmp_path / "ray", model=tiny_spec, batch_size=4), [tmp_path / "pics"],
                       ray=RayOptions(address=ray_cluster))
-    assert (again.unchanged, again.added, again.encoded) == (14 + 3, 0, 0)
+    assert (again.unchanged, again.still_failing, again.added, again.encoded) == (14, 3, 0, 0)
 
 
 @pytest.mark.slow

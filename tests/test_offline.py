@@ -172,3 +172,25 @@ def test_a_bad_query_file_is_refused_before_any_model_loads(tmp_path: Path, tiny
     assert "clip" not in spied  # no model was built to refuse it
     assert main(["search", str(tmp_path / "missing.jpg"), "--db", db]) == 1
     assert capsys.readouterr().err.count("\n") == 1 and "clip" not in spied
+
+
+def test_a_run_without_weights_keeps_the_databases_model(tmp_path: Path, tiny_spec: ModelSpec,
+                                                         spied: dict[str, list[Counting]]) -> None:
+    """Indexed with a model whose weights are not here now (another machine, a cleared cache): new photos get the
+    weight-free spaces, the database still names its model, and the next run with it adds only their content."""
+    pics = tmp_path / "pics"
+    photos = write_gallery(pics, 3)
+    db = tmp_path / "db"
+    run_index(Settings.for_db(db, model=tiny_spec), [pics], progress=False)
+    new = write_photo(pics / "new.jpg", 50)
+    report = run_index(Settings.for_db(db, model=ModelSpec()), [pics], progress=False)  # the default: not cached
+    assert report.added == 1 and report.waiting_for_model
+    with Gallery.open(db) as g:
+        assert g.model_spec() == tiny_spec  # not relabelled by the run that lacked its weights
+        assert g.search(photos[0], k=5)[0].path == str(photos[0]) and len(g.search(photos[0], k=5)) == 3
+        assert g.search(new, k=1, mode="style")[0].path == str(new)
+    spied.clear()
+    report = run_index(Settings.for_db(db), [pics], progress=False)  # the recorded model, whose file is here
+    assert report.updated == 1 and [e.calls for e in spied["clip"]] == [1]
+    with Gallery.open(db) as g:
+        assert g.search(new, k=1)[0].path == str(new)

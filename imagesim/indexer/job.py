@@ -55,7 +55,10 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
                 # that has the model adds only the content vectors (every other space is already complete).
                 waiting = exc.waiting
                 shipped = True  # Ray workers get the weight-free encoders as they are, never a model to load
-        if rebuild or not any(store.catalog.space(e.space) for e in encoders if e.space == "content"):
+        # The model is recorded only while no content vectors say otherwise: a run without the weights never
+        # relabels a database whose content space another model built.
+        record = waiting is None or store.catalog.space("content") is None
+        if rebuild or store.catalog.space("content") is None:
             # a first (or rebuilding) run records its model now, so one stopped half-way (Ctrl-C, a full disk)
             # resumes with a plain `imagesim index`; otherwise the space's fingerprint check comes first
             with store.catalog.transaction():
@@ -79,7 +82,8 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
             People(store).cluster()
         with store.catalog.transaction():
-            store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
+            if record:
+                store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
             store.catalog.set_meta("last_indexed", str(time.time()))
         return report
     finally:
