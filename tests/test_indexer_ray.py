@@ -155,6 +155,22 @@ def test_cli_ray_is_the_local_cli(tmp_path: Path, tiny_spec: ModelSpec) -> None:
 
 
 @pytest.mark.slow
+def test_offline_on_ray(tmp_path: Path, ray_cluster: str) -> None:
+    """No content weights here: the workers get the weight-free encoders and build no model; same database as a
+    local offline run, and the same line saying content waits."""
+    from imagesim.indexer.cluster import RayOptions
+
+    write_gallery(tmp_path / "pics", 5)
+    reports = {name: run_index(Settings.for_db(tmp_path / name, batch_size=2), [tmp_path / "pics"], ray=ray)
+               for name, ray in (("local", None), ("ray", RayOptions(address=ray_cluster)))}
+    assert reports["ray"].to_json() == reports["local"].to_json() and reports["ray"].added == 5
+    assert reports["ray"].waiting_for_model
+    with Gallery.open(tmp_path / "ray") as g:
+        assert g.status()["spaces"] == ["dup", "style"]
+    _same_database(tmp_path / "local", tmp_path / "ray")
+
+
+@pytest.mark.slow
 def test_faces_on_ray(tmp_path: Path, tiny_spec: ModelSpec, ray_cluster: str) -> None:
     """Faces on: the workers run the run's face models (here the fakes, pickled to them); same faces, same people."""
     from imagesim.faces.store import FaceCatalog

@@ -20,17 +20,25 @@ Shapes = dict[str, tuple[int, ...]]
 
 def checkpoint_shapes(path: str) -> Shapes:
     """Names and shapes of the tensors in a checkpoint (torch.save'd state dict or safetensors), read as open_clip
-    reads it; ModelError when the file is not one."""
+    reads it (memory-mapped where torch can: the shapes need no tensor data); ModelError when it is not one."""
     from open_clip.factory import load_state_dict
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            state = load_state_dict(path)
-        return {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+            try:
+                state: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                    state = state["state_dict"]
+            except Exception:  # noqa: BLE001 - safetensors, a legacy (non-zip) file...: open_clip's own reader
+                state = load_state_dict(path)
+        shapes = {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     except Exception as exc:  # noqa: BLE001 - a user's file fails torch.load in many ways; all mean "not a checkpoint"
         raise ModelError(f"cannot read {path} as a model checkpoint ({first_line(exc)}): --weights takes a state dict "
                          "saved with torch.save (e.g. by `imagesim model save`) or a .safetensors file") from None
+    if shapes and all(k.startswith("module.") for k in shapes):  # saved from DataParallel, as open_clip strips it
+        shapes = {k[7:]: v for k, v in shapes.items()}
+    return shapes
 
 
 def model_shapes(name: str) -> Shapes | None:
@@ -47,15 +55,43 @@ def model_shapes(name: str) -> Shapes | None:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _plausible(cfg: dict[str, Any], dims: set[int]) -> bool:
-    """A cheap first look from the config alone: its embedding and tower widths must all occur in the file."""
+def _tower(shapes: Shapes, prefix: str) -> dict[str, int]:
+    """What a standard open_clip transformer tower in `shapes` says about its config (width, layers, ...)."""
+    out: dict[str, int] = {}
+    blocks = {k[len(prefix):].split(".")[2] for k in shapes if k.startswith(f"{prefix}transformer.resblocks.")}
+    if blocks:
+        out["layers"] = len(blocks)
+    conv = shapes.get(f"{prefix}conv1.weight")
+    if conv is not None and len(conv) == 4 and f"{prefix}class_embedding" in shapes:  # a ViT: (width, 3, patch, patch)
+        out["width"], out["patch_size"] = conv[0], conv[2]
+    tokens = shapes.get(f"{prefix}token_embedding.weight")
+    if tokens is not None and len(tokens) == 2:
+        out["vocab_size"], out["width"] = tokens  # (context length is not compared: CoCa adds a token to it)
+    return out
+
+
+# open_clip's defaults (CLIPVisionCfg, CLIPTextCfg), for configs that leave a field out
+_VISION = {"layers": 12, "width": 768, "patch_size": 16}
+_TEXT = {"layers": 12, "width": 512, "vocab_size": 49408}
+
+
+def _plausible(cfg: dict[str, Any], shapes: Shapes) -> bool:
+    """A cheap first look from the config alone: the towers' sizes read off the file's tensor names and shapes
+    must be the config's (a config no standard tower describes is left to the full comparison)."""
     text, vision = cfg.get("text_cfg", {}), cfg.get("vision_cfg", {})
     if text.get("hf_model_name"):
+        return False  # building it would fetch its config from the hub
+    dims = {d for shape in shapes.values() for d in shape}
+    if cfg.get("embed_dim") not in dims:
         return False
-    wanted = [cfg.get("embed_dim"), text.get("width", 512)]
-    if not vision.get("timm_model_name") and isinstance(vision.get("width", 768), int):
-        wanted.append(vision.get("width", 768))
-    return all(w in dims for w in wanted if isinstance(w, int))
+    seen_vision = _tower(shapes, "visual.")
+    if "width" in seen_vision and (vision.get("timm_model_name") or not isinstance(vision.get("layers", 12), int)):
+        return False  # the file holds an open_clip ViT, the config another kind of image tower
+    seen_text = _tower(shapes, "") or _tower(shapes, "text.")
+    for seen, wanted, defaults in ((seen_vision, vision, _VISION), (seen_text, text, _TEXT)):
+        if any(wanted.get(key, defaults[key]) != value for key, value in seen.items()):
+            return False
+    return True
 
 
 def fitting_models(shapes: Shapes) -> list[str]:
@@ -66,11 +102,10 @@ def fitting_models(shapes: Shapes) -> list[str]:
 
     from .clip import CONFIG_SOURCES
 
-    dims = {d for shape in shapes.values() for d in shape}
     out = []
     for name in open_clip.list_models():
         cfg = get_model_config(name)
-        if cfg and _plausible(cfg, dims) and model_shapes(name) == shapes:
+        if cfg and _plausible(cfg, shapes) and model_shapes(name) == shapes:
             out.append(CONFIG_SOURCES.get(name, name))
     return out
 
