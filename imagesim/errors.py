@@ -28,8 +28,8 @@ class ModelError(ImagesimError):
 
 
 # What to do when the content model's weights cannot be had here: one clause, used by every line that says so.
-WEIGHTS_REMEDY = ("run `imagesim index` once with a network connection (one download into the hub cache), or pass "
-                  "--weights FILE (a file `imagesim model save --out FILE` wrote on a machine that is online)")
+WEIGHTS_REMEDY = ("run `imagesim index` once with a network connection (one download into the hub cache), or run it "
+                  "with --weights FILE (a file `imagesim model save --out FILE` wrote on a machine that is online)")
 
 
 class WeightsUnavailable(ModelError):

@@ -120,8 +120,9 @@ class Gallery:
     def _need_content(self) -> None:
         """Refuse a content or text query in one line when the database has no content vectors yet (indexed
         offline, without the model's weights): before any model loads, with what to do."""
-        if self.store.has_space(CONTENT) or not self.store.catalog.counts()["files"]:
-            return  # an empty database answers "no photos indexed yet", as before
+        with self.store.lock:  # a page's threads share the connection
+            if self.store.catalog.space(CONTENT) is not None or not self.store.catalog.counts()["files"]:
+                return  # an empty database answers "no photos indexed yet", as before
         spec = self.settings.model or self.model_spec() or ModelSpec()
         raise ModelMissing(f"content and text search need the model {spec.describe()}, and {self.store.folder} has "
                            f"no content vectors yet (it was indexed without the model's weights; style, duplicates "
