@@ -47,8 +47,8 @@ class WeightsUnavailable(ModelError):
     @property
     def waiting(self) -> str:
         return (f"content and text search wait for the model: weights for {self.model} are not cached and cannot "
-                f"be downloaded here{self.detail}; style, duplicates and faces work now. To add content: "
-                f"{WEIGHTS_REMEDY}")
+                f"be downloaded here{self.detail}; style search, duplicates and faces (when on) work now. To add "
+                f"content: {WEIGHTS_REMEDY}")
 
 
 class ModelMissing(ImagesimError):
