@@ -30,7 +30,7 @@ from imagesim.search import Gallery
 from . import api
 from .handlers import FACES_NEED_PHOTO, NEEDS_PHOTO, Handlers
 from .outcome import Outcome
-from .present import shown_path, text_html
+from .present import shown_path
 from .tabs import PRIVATE, RUN, WORK, WORK_LIMIT, FacesTab, Panel, PeopleTab, Queued, note_html, toast
 from .thumbs import Thumbnails
 
@@ -201,7 +201,6 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
         def index_now(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str]:  # noqa: B008
             progress(0, desc="Looking for new, changed and deleted photos…")
             msg = h.index_now()
-            (gr.Info if msg.startswith("indexed") else gr.Warning)(text_html(msg))
             return _header(h.status_markdown()), note_html(msg)
 
         index_btn.click(index_now, None, [status, message], api_visibility=PRIVATE, concurrency_id="imagesim-index",

@@ -11,10 +11,13 @@
       return;
     }
     if (e.key !== "ArrowRight" && e.key !== "ArrowLeft") return;
-    const panel = detail.closest(".panel");
-    const tiles = panel ? [...panel.querySelectorAll(".results .thumbnail-item")] : [];
+    // the results grid this detail belongs to: the last one before it on the page
+    const grids = [...document.querySelectorAll(".results")].filter(
+      (g) => g.compareDocumentPosition(detail) & Node.DOCUMENT_POSITION_FOLLOWING);
+    const grid = grids[grids.length - 1];
+    const tiles = grid ? [...grid.querySelectorAll(".thumbnail-item")] : [];
     const at = tiles.findIndex((t) => t.classList.contains("selected"));
     const next = at + (e.key === "ArrowRight" ? 1 : -1);
     if (at >= 0 && next >= 0 && next < tiles.length) { tiles[next].click(); e.preventDefault(); }
-  });
+  }, true);
 }

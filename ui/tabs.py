@@ -39,9 +39,8 @@ def note_html(message: str) -> str:
 
 
 def toast(out: Outcome) -> str:
-    """Show a handler's message as a toast (Gradio renders toasts as HTML: escaped) and return it as HTML."""
-    if out.message:
-        (gr.Info if out.items and not out.failed else gr.Warning)(text_html(out.message))
+    """A handler's message for the page's message line. Not a Gradio toast: toasts render their text as HTML and
+    mangle what an escape keeps (a name like `<b>.jpg` shows as `b.jpg`)."""
     return note_html(out.message)
 
 
@@ -70,8 +69,10 @@ class Panel:
                         self.more = gr.Button("More like this", variant="primary", size="sm", visible=more)
                         self.download = gr.DownloadButton("Download", size="sm", elem_classes=["download"])
                         self.close = gr.Button("Close", size="sm", elem_classes=["close-detail"])
+        # always_last: stepping quickly through the results (arrow keys) ends on the last one, none is dropped
         self.grid.select(self._on_select, [self.items],
-                         [self.preview, self.info, self.selected, self.detail, self.download], **RUN)
+                         [self.preview, self.info, self.selected, self.detail, self.download],
+                         trigger_mode="always_last", **RUN)
         self.close.click(lambda: (None, gr.update(visible=False)), None, [self.selected, self.detail],
                          api_visibility=PRIVATE, queue=False)
 
@@ -166,7 +167,7 @@ class PeopleTab:
         self.faces.select(self.pick_face, [self.selected], [self.face, self.note], api_visibility=PRIVATE,
                           queue=False)
         self.rename.click(self.do_rename, [self.selected, self.name], self.outputs(), **RUN)
-        asks = [self.pending, self.confirm, self.question]
+        asks = [self.pending, self.confirm, self.question, self.yes]
         self.merge.click(self.ask_merge, [self.selected, self.other, self.items], asks, api_visibility=PRIVATE)
         self.split.click(self.ask_split, [self.selected, self.face], asks, api_visibility=PRIVATE)
         self.forget.click(self.ask_forget, [self.selected], asks, api_visibility=PRIVATE)
@@ -198,10 +199,9 @@ class PeopleTab:
         return face, note_html(f"chosen: the face in {face['name']}" if face else "")
 
     def _ask(self, action: tuple[Any, ...] | None, question: str, refusal: str) -> tuple[Any, ...]:
-        if action is None:
-            gr.Warning(text_html(refusal))
-            return None, gr.update(visible=False), ""
-        return action, gr.update(visible=True), note_html(question)
+        if action is None:  # nothing to confirm: say what is missing, offer only Cancel
+            return None, gr.update(visible=True), note_html(refusal), gr.update(visible=False)
+        return action, gr.update(visible=True), note_html(question), gr.update(visible=True)
 
     def ask_merge(self, person: Item | None, other: int | None, items: list[Item]) -> tuple[Any, ...]:
         them = next((it for it in items if it["id"] == other), None)

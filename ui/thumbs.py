@@ -20,6 +20,8 @@ from imagesim.errors import ImagesimError
 from imagesim.faces.detect import crop_box
 from imagesim.images import load_image
 
+from .present import shown_name
+
 THUMB_SIZE = 320  # grid cells are ~160-200 css px; 2x for high-dpi screens
 PREVIEW_SIZE = 1280  # the "see it larger" view
 BOX_COLOURS = ["#f97316", "#22c55e", "#3b82f6", "#e11d48", "#a855f7", "#eab308", "#06b6d4", "#ec4899"]
@@ -79,7 +81,7 @@ class Thumbnails:
         real = self.check(path)
         st = os.stat(real)
         folder = self.cache_dir / _key(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0original")
-        out = folder / os.path.basename(real)
+        out = folder / shown_name(real)  # a name the browser can carry (escaped when its bytes are not UTF-8)
         if not out.is_file():
             folder.mkdir(exist_ok=True, mode=0o700)
             try:
