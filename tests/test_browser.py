@@ -230,6 +230,21 @@ def _walk(page: Any, expect: Any, server: str, hostile: Hostile, shots: Path, wi
     expect(page.locator("#results-col .results:visible").first).to_contain_text("copy<b>.jpg", timeout=30_000)
     _clean(page)
     shot("duplicates")
+    # More like this: the chosen photo becomes "Your photo" and is highlighted first among its own results.
+    _tab(page, "Similar")
+    chosen = "plain.jpg"
+    tiles.filter(has_text=chosen).first.click()
+    expect(page.locator(".facts").first).to_contain_text(chosen, timeout=30_000)
+    before = page.locator("#upload img").first.get_attribute("src")
+    page.get_by_role("button", name="More like this").first.click()
+    expect(page.locator("#upload img").first).not_to_have_attribute("src", before or "", timeout=30_000)
+    expect(results.locator(".thumbnail-item.selected")).to_contain_text(f"1.00 · {chosen}", timeout=30_000)
+    expect(results.locator(".thumbnail-item.selected")).to_have_count(1)
+    # Results: a new count re-runs the current query.
+    page.locator("#count input[type=number]").fill("8")
+    page.locator("#count input[type=number]").press("Enter")
+    expect(tiles).to_have_count(8, timeout=30_000)
+    _clean(page)
     if width == WIDTHS[0] and os.environ.get("IMAGESIM_UI_SCREENSHOT"):  # the README's picture
         shutil.copy(shots / f"similar-{width}.png", os.environ["IMAGESIM_UI_SCREENSHOT"])
 

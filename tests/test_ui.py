@@ -613,3 +613,57 @@ def test_hostile_uploads_get_one_line_or_results(site: Site, tmp_path: Path) -> 
             assert out.items == [] and EXPECTED[name] in out.message and "\n" not in out.message, (name, out.message)
             with pytest.raises(ImagesimError, match=EXPECTED[name] or "."):
                 api.search(site.gallery, {"path": str(path)}, 3)
+
+
+# ---- the page's behaviour (issue 17) -------------------------------------------------------------------------------
+
+def test_names_are_escaped_text(site: Site) -> None:
+    from imagesim_ui.present import shown_path, text_html
+
+    raw = os.fsdecode(b"/g/bad\xff\xfe\\name.jpg")
+    assert shown_path(raw) == "/g/bad\\udcff\\udcfe\\\\name.jpg"  # lossless: backslashes doubled
+    assert shown_path("/g/é\\x.jpg") == "/g/é\\x.jpg"  # valid UTF-8 stays as it is
+    assert text_html('<b id=pwn>"x"\n.jpg') == "&lt;b id=pwn&gt;&quot;x&quot;<br>.jpg"
+    _, facts = site.handlers.details({"path": str(site.photos[0]), "score": 0.5, "why": "<img src=x>"})
+    assert "<img" not in facts and "&lt;img src=x&gt;" in facts
+
+
+def test_more_like_this_sets_the_query_and_highlights_it(site: Site) -> None:
+    chosen = site.handlers.search_text("x", 6).items[3]
+    query = site.handlers.query_photo(chosen)
+    assert query and Path(query).is_relative_to(site.thumbs.cache_dir)  # "Your photo" shows its preview
+    copy = Path(site.thumbs.cache_dir).parent / "gradio-cache" / "0123" / Path(query).name  # as Gradio hands it back
+    copy.parent.mkdir(parents=True)
+    shutil.copy(query, copy)
+    out = site.handlers.search_photo(str(copy), 5)
+    assert out.items[0]["path"] == chosen["path"] and out.items[0]["score"] == pytest.approx(1.0)  # stored vector
+    assert out.selected == 0 and site.handlers.search_photo(str(site.photos[2]), 5).selected is None
+
+
+def test_same_look_and_faces_say_what_to_do_without_a_photo(site: Site) -> None:
+    assert "Same look compares photos, not words" in site.handlers.search_style(None).message
+    assert site.handlers.search_faces(None).message.startswith("drop a photo with faces")
+
+
+def test_library_newest_first_in_pages(site: Site) -> None:
+    newest = site.photos[5]
+    os.utime(newest, (2_000_000_000, 2_000_000_000))
+    assert site.handlers.index_now().startswith("indexed: ")
+    first = site.handlers.library(0, per_page=4)
+    assert [it["path"] for it in first.items][0] == str(newest) and len(first.items) == 4 and first.extra is True
+    every = site.handlers.library(10, per_page=4)
+    assert len(every.items) == PHOTOS and every.extra is False
+    assert site.handlers.original(first.items[0]) and Path(site.handlers.original(first.items[0]) or "").read_bytes() \
+        == newest.read_bytes()  # "Download" gives the photo itself
+
+
+def test_faces_without_a_match_say_so(site: Site, tmp_path: Path) -> None:
+    from imagesim_ui.tabs import NO_MATCH, FacesTab
+
+    lonely = write_face_photo(tmp_path / "stranger.jpg", [3], seed=7)  # a colour no gallery face has
+    out = site.handlers.search_faces(str(lonely))
+    annotated, per_face = out.extra
+    assert per_face and not any(it["same_person"] for it in per_face[0])
+    tab = FacesTab.__new__(FacesTab)
+    *_, fold, note = tab.pick(per_face, "Face 1")
+    assert NO_MATCH in note and fold["open"] is False and "Closest faces" in fold["label"]
