@@ -9,6 +9,7 @@ temp folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from collections.abc import Iterator
@@ -207,6 +208,7 @@ def _walk(page: Any, expect: Any, server: str, hostile: Hostile, shots: Path, wi
     page.locator("#upload button[aria-label='Remove Image']").first.click()
     page.locator("#upload input[type=file]").set_input_files(str(hostile.faces / HOSTILE[0]))
     expect(results).to_contain_text("1.00 · ", timeout=30_000)
+    expect(results).to_have_class(re.compile(r"\bno-pick\b"))  # new results: the old highlight is gone
     shot("similar")
     _tab(page, "Same look")
     expect(page.locator("#results-col .results:visible").first).to_contain_text(" · ", timeout=30_000)
@@ -240,6 +242,7 @@ def _walk(page: Any, expect: Any, server: str, hostile: Hostile, shots: Path, wi
     expect(page.locator("#upload img").first).not_to_have_attribute("src", before or "", timeout=30_000)
     expect(results.locator(".thumbnail-item.selected")).to_contain_text(f"1.00 · {chosen}", timeout=30_000)
     expect(results.locator(".thumbnail-item.selected")).to_have_count(1)
+    expect(results).not_to_have_class(re.compile(r"\bno-pick\b"))
     # Results: a new count re-runs the current query.
     page.locator("#count input[type=number]").fill("8")
     page.locator("#count input[type=number]").press("Enter")

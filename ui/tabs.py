@@ -30,6 +30,7 @@ class Queued(TypedDict, total=False):
     concurrency_limit: int
 
 
+PICKED = ["results"]  # a results grid's classes while its highlighted tile means something
 RUN = Queued(api_visibility=PRIVATE, concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
 
 
@@ -58,7 +59,7 @@ class Panel:
         self.selected = gr.State(None)
         with gr.Column(elem_classes=["panel"]):
             self.grid = gr.Gallery(label=name, show_label=False, columns=columns, object_fit="contain",
-                                   height="auto", allow_preview=False, buttons=[], elem_classes=["results"],
+                                   height="auto", allow_preview=False, buttons=[], elem_classes=[*PICKED, "no-pick"],
                                    interactive=False, fit_columns=False)
             with gr.Row(visible=False, elem_classes=["detail"]) as self.detail:
                 self.preview = gr.Image(show_label=False, interactive=False, height=360, scale=3,
@@ -71,7 +72,7 @@ class Panel:
                         self.close = gr.Button("Close", size="sm", elem_classes=["close-detail"])
         # always_last: stepping quickly through the results (arrow keys) ends on the last one, none is dropped
         self.grid.select(self._on_select, [self.items],
-                         [self.preview, self.info, self.selected, self.detail, self.download],
+                         [self.preview, self.info, self.selected, self.detail, self.download, self.grid],
                          trigger_mode="always_last", **RUN)
         self.close.click(lambda: (None, gr.update(visible=False)), None, [self.selected, self.detail],
                          api_visibility=PRIVATE, queue=False)
@@ -80,14 +81,19 @@ class Panel:
         index = selected_index(evt)
         item = items[index] if 0 <= index < len(items) else None
         preview, facts = self.handlers.details(item)
-        return preview, facts, item, gr.update(visible=item is not None), self.handlers.original(item)
+        return (preview, facts, item, gr.update(visible=item is not None), self.handlers.original(item),
+                gr.update(elem_classes=PICKED))
 
     def outputs(self) -> list[Any]:
         return [self.grid, self.items, self.detail]
 
     @staticmethod
     def values(out: Outcome) -> tuple[Any, ...]:
-        return gr.update(value=out.gallery, selected_index=out.selected), out.items, gr.update(visible=False)
+        # Gradio's gallery cannot be told to forget its selection (a None selected_index is ignored and new results
+        # keep the old index), so a grid of new results without a chosen one hides the highlight (style.css).
+        classes = PICKED if out.selected is not None else [*PICKED, "no-pick"]
+        return (gr.update(value=out.gallery, selected_index=out.selected, elem_classes=classes), out.items,
+                gr.update(visible=False))
 
 
 class FacesTab:
