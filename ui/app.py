@@ -153,8 +153,9 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
         # ---- similar -------------------------------------------------------------------------------------------
         def by_photo(f: str | None, n: int) -> tuple[Any, ...]:
             if not f:
-                return (*library(0)[:-1], None)
-            return (*similar_values(h.search_photo(f, n)), ("photo", f))
+                return (*library(0)[:-1], None, gr.update())
+            # the words of an earlier text query go: the results are for this photo now
+            return (*similar_values(h.search_photo(f, n)), ("photo", f), "")
 
         def by_text(t: str, n: int) -> tuple[Any, ...]:
             return (*similar_values(h.search_text(t, n)), ("text", t))
@@ -165,7 +166,7 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                 return library(0)[:-1]
             return similar_values(h.search_photo(query[1], n) if query[0] == "photo" else h.search_text(query[1], n))
 
-        ev = upload.change(by_photo, [upload, count], [*searched, last], **RUN)
+        ev = upload.change(by_photo, [upload, count], [*searched, last, text], **RUN)
         text_ev = text.submit(by_text, [text, count], [*searched, last], **RUN)
         count_ev = count.change(again, [last, count], searched, trigger_mode="always_last", **RUN)
         # "More like this": the chosen photo becomes "Your photo" (its preview, which the search knows it by), so
