@@ -214,6 +214,12 @@ def _walk(page: Any, expect: Any, server: str, hostile: Hostile, shots: Path, wi
     expect(page.locator("#results-col .results:visible").first).to_contain_text(" · ", timeout=30_000)
     _clean(page)
     shot("same-look")
+    # Typing into the content ⟷ style box re-runs the search: at 0 it compares content, the photo itself scores 1.00.
+    style_results = page.locator("#results-col .results:visible").first
+    expect(style_results).not_to_contain_text("1.00 · ")
+    page.locator("#blend input[type=number]").fill("0")
+    page.locator("#blend input[type=number]").press("Enter")
+    expect(style_results).to_contain_text("1.00 · ", timeout=30_000)
     _tab(page, "Faces")
     expect(page.locator("#face-choice")).to_contain_text("Face 2", timeout=30_000)
     _clean(page)

@@ -119,7 +119,7 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                     style = faces = people = dups = None
                     if h.has_style():
                         with gr.Tab("Same look", id="style"):
-                            blend = gr.Slider(0, 1, value=1.0, step=0.05, label="Content ⟷ style",
+                            blend = gr.Slider(0, 1, value=1.0, step=0.05, label="Content ⟷ style", elem_id="blend",
                                               info="0 = what the photo shows, 1 = how it looks")
                             style_note = gr.HTML(note_html(NEEDS_PHOTO), elem_classes=["tab-note"])
                             style = Panel(h, "Same look")
@@ -234,7 +234,8 @@ def _api_endpoints(gallery: Gallery) -> None:
                 raise gr.Error(shown_path(str(exc)), print_exception=False) from None
 
         signature = inspect.signature(fn)
-        call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+        shown = signature.replace(parameters=list(signature.parameters.values())[1:])
+        call.__signature__ = shown  # type: ignore[attr-defined]
         call.__name__ = fn.__name__
         call.__doc__ = fn.__doc__
         return call
