@@ -77,17 +77,15 @@ class Thumbnails:
         return self._sources.get(os.path.basename(file)) if file else None
 
     def original(self, path: str | os.PathLike[str]) -> str:
-        """The photo itself, linked (or copied) into the cache under its own name, for "Download"."""
+        """The photo itself, copied into the cache under its own name, for "Download"."""
         real = self.check(path)
         st = os.stat(real)
         folder = self.cache_dir / _key(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0original")
         out = folder / shown_name(real)  # a name the browser can carry (escaped when its bytes are not UTF-8)
         if not out.is_file():
             folder.mkdir(exist_ok=True, mode=0o700)
-            try:
-                os.link(real, out)
-            except OSError:  # another file system, or links not allowed
-                shutil.copyfile(real, out)
+            # a copy, never a hard link: nothing done to the cache (clean-ups, rewrites) can reach the gallery file
+            shutil.copyfile(real, out)
         return str(out)
 
     def _cached(self, path: str | os.PathLike[str], size: int, box: Sequence[int] | None) -> str:
