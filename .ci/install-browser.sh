@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The browser test (tests/test_ui.py) drives Debian's headless Chromium through Playwright; Playwright's own browser
-# download is not used. Installs chromium (and its driver) when missing; needs root or passwordless sudo.
+# The browser tests (tests/test_ui.py, tests/test_browser.py) drive Debian's headless Chromium through Playwright;
+# Playwright's own browser download is not used. Installs chromium (and its driver) when missing; needs root or passwordless sudo.
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
   echo "install-browser: chromium already installed ($(/usr/bin/chromium --version 2>/dev/null || echo '?'))"

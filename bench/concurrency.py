@@ -127,16 +127,16 @@ def concurrency_trial(initial: int = 200, added: int = 2000, clients: int = 8, k
 
 def _torn(rows: object, k: int, root: str, query: str | None) -> str | None:
     """Why a response is not a whole, consistent answer (None when it is)."""
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"path", "score"} <= set(r) for r in rows):
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"file", "score"} <= set(r) for r in rows):
         return f"not a list of results: {str(rows)[:100]}"
     if len(rows) != k:
         return f"{len(rows)} rows for k={k}"
-    paths = [r["path"] for r in rows]
+    paths = [r["file"] for r in rows]  # the API names a result's photo `file` (plain text, not a file payload)
     if len(set(paths)) != len(paths) or not all(p.startswith(root + os.sep) for p in paths):
         return "duplicate or foreign paths"
     scores = [r["score"] for r in rows]
     if scores != sorted(scores, reverse=True) or not all(-1.0 <= s <= 1.0 for s in scores):
         return "scores out of order or range"
-    if query is not None and (rows[0]["score"] < 0.99 or rows[0]["path"] != query):
+    if query is not None and (rows[0]["score"] < 0.99 or rows[0]["file"] != query):
         return f"query photo not first: {rows[0]}"
     return None

@@ -322,13 +322,42 @@ def test_faces_are_numbered_with_verdicts(site: Site, faces_upload: str, tmp_pat
 
 def test_people_listed_and_renamed(site: Site) -> None:
     out = site.handlers.people()
-    assert [it["caption"] for it in out.items] == ["Ada · 3 photos", "Person 2 · 1 photo", "Person 3 · 1 photo"]
+    assert [it["caption"] for it in out.items] == ["Ada · 3 faces", "Person 2 · 1 face", "Person 3 · 1 face"]
     assert all(Path(it["thumb"]).is_file() for it in out.items)
     renamed = site.handlers.rename_person(out.items[1], "  Grace ")
     assert renamed.items[1]["name"] == "Grace" and renamed.message == "renamed to Grace"
     assert People(site.gallery.store).person("grace").id == out.items[1]["id"]  # in the database, not just the page
-    assert site.handlers.rename_person(None, "x").message == "pick a person first"
-    assert site.handlers.rename_person(out.items[0], " ").message == "type a name"
+    for refused, why in [(site.handlers.rename_person(None, "x"), "pick a person first"),
+                         (site.handlers.rename_person(out.items[0], " "), "type a name"),
+                         (site.handlers.rename_person(out.items[0], "grace"), "already person")]:
+        assert refused.failed and why in refused.message  # the page keeps its People grid (see PeopleTab._result)
+
+
+def test_person_page_merge_split_and_forget(site: Site) -> None:
+    ada, second, third = site.handlers.people().items
+    page = site.handlers.person_faces(ada)
+    assert len(page.items) == 3 and page.message == "Ada: 3 faces" and not page.failed
+    assert {it["name"] for it in page.items} <= {f"group_{i}.jpg" for i in range(len(GROUPS))}
+    assert all(Path(it["thumb"]).is_relative_to(site.thumbs.cache_dir) for it in page.items)
+    split = site.handlers.split_face(ada, page.items[0])
+    assert not split.failed and [it["count"] for it in split.items] == [2, 1, 1, 1]
+    new = next(it for it in split.items if it["id"] not in {ada["id"], second["id"], third["id"]})
+    merged = site.handlers.merge_people(ada, new["id"])
+    assert not merged.failed and merged.message == "merged into Ada" and merged.items[0]["count"] == 3
+    assert site.handlers.merge_people(ada, ada["id"]).failed  # with themselves: refused, one line
+    forgot = site.handlers.forget_person(third)
+    assert forgot.message == "forgot Person 3" and third["id"] not in [it["id"] for it in forgot.items]
+    assert site.handlers.forget_person(None).failed and site.handlers.split_face(ada, None).failed
+
+
+def test_faces_tab_crops_around_the_face(site: Site, faces_upload: str) -> None:
+    from PIL import Image
+
+    first = site.handlers.search_faces(faces_upload).items[0]
+    with Image.open(first["thumb"]) as thumb:
+        assert thumb.width < 200 and thumb.height < 200  # the face and its surroundings, not the 400 x 300 photo
+        colours = thumb.convert("RGB").getcolors(1 << 16) or []
+    assert max(colours)[0] > 0.2 * thumb.width * thumb.height  # mostly the face's own colour
 
 
 def test_duplicates_grouped_and_missing_files_skipped(site: Site) -> None:
@@ -348,14 +377,17 @@ def test_duplicates_grouped_and_missing_files_skipped(site: Site) -> None:
 def test_api_functions_return_json(site: Site, upload: str, faces_upload: str, empty: Handlers) -> None:
     results = api.search(site.gallery, upload, 3)
     assert json.loads(json.dumps(results)) == results and len(results) == 3
-    assert all(os.path.isabs(r["path"]) and set(r) == {"path", "score"} for r in results)
-    assert api.search(site.gallery, {"path": upload}, None)[0]["path"].endswith("photo_003.jpg")
-    with pytest.raises(ImagesimError, match="k must be at least 1"):
-        api.search(site.gallery, upload, 0)
+    assert all(os.path.isabs(r["file"]) and set(r) == {"file", "score"} for r in results)
+    assert api.search(site.gallery, {"path": upload}, None)[0]["file"].endswith("photo_003.jpg")
+    for k in (0, -5, 201, 2.5, "many"):
+        with pytest.raises(ImagesimError, match="k must be"):
+            api.search(site.gallery, upload, k)
+    assert len(api.search_text(site.gallery, "x", api.MAX_K)) == PHOTOS  # the limit itself is allowed
     with pytest.raises(ImagesimError, match="face search is not enabled"):
         api.faces(empty.gallery, upload)
     faces = api.faces(site.gallery, faces_upload)
     assert [f["face"] for f in faces] == [1, 2] and faces[0]["matches"][0]["same_person"] is True
+    assert all("path" not in m and os.path.isabs(m["file"]) for f in faces for m in f["matches"])
     json.dumps(faces)
 
 
@@ -403,15 +435,23 @@ def client(server: str) -> Any:
     return Client(server, verbose=False, download_files=False)
 
 
-def test_api_search_with_gradio_client(client: Any, served: Site) -> None:
-    from gradio_client import handle_file
+def test_api_search_with_gradio_client(server: str, served: Site, faces_upload: str) -> None:
+    """The client as a user makes it, with every default (it downloads whatever looks like a file)."""
+    from gradio_client import Client, handle_file
 
+    client = Client(server, verbose=False)
     results = client.predict(handle_file(str(served.photos[4])), 3, api_name="/search")
-    assert results[0] == {"path": str(served.photos[4]), "score": 1.0} and len(results) == 3
-    results = client.predict(handle_file(str(served.photos[4])), api_name="/search")
+    assert results[0] == {"file": str(served.photos[4]), "score": 1.0} and len(results) == 3
+    results = client.predict(image=handle_file(str(served.photos[4])), api_name="/search")
     assert len(results) == 10  # k is optional
-    results = client.predict("a blue square", 2, api_name="/search_text")
-    assert len(results) == 2 and all(os.path.isabs(r["path"]) for r in results)
+    results = client.predict(text="a blue square", k=2, api_name="/search_text")
+    assert len(results) == 2 and all(os.path.isabs(r["file"]) for r in results)
+    faces = client.predict(image=handle_file(faces_upload), k=3, api_name="/faces")
+    assert len(faces) == 2 and faces[0]["matches"][0]["file"].startswith(str(served.root.parent))
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [p["parameter_name"] for p in info["/search"]["parameters"]] == ["image", "k"]
+    assert [p["parameter_name"] for p in info["/search_text"]["parameters"]] == ["text", "k"]
+    assert [p["parameter_name"] for p in info["/faces"]["parameters"]] == ["image", "k"]
 
 
 def test_api_errors_are_messages(client: Any, tmp_path: Path) -> None:
@@ -424,6 +464,8 @@ def test_api_errors_are_messages(client: Any, tmp_path: Path) -> None:
         client.predict(handle_file(str(bad)), api_name="/search")
     with pytest.raises(AppError, match="the text query is empty"):
         client.predict(" ", api_name="/search_text")
+    with pytest.raises(AppError, match="k must be between 1 and 200"):
+        client.predict("a cat", 500, api_name="/search_text")
 
 
 def test_only_the_api_endpoints_are_public(client: Any, app: gr.Blocks) -> None:
@@ -522,7 +564,7 @@ def test_browser_upload_shows_results(server: str, served: Site, tmp_path: Path)
             page.screenshot(path=str(shot), full_page=True)
             # The tabs that load when opened: People (named, from the database) and Duplicates.
             page.get_by_role("tab", name="People").click()
-            expect(page.locator(".people")).to_contain_text("Ada · 3 photos", timeout=30_000)
+            expect(page.locator(".people")).to_contain_text("Ada · 3 faces", timeout=30_000)
             page.get_by_role("tab", name="Duplicates").click()
             expect(page.get_by_text("group 1 · photo_011_small.jpg")).to_be_visible(timeout=30_000)
         finally:
@@ -571,3 +613,57 @@ def test_hostile_uploads_get_one_line_or_results(site: Site, tmp_path: Path) -> 
             assert out.items == [] and EXPECTED[name] in out.message and "\n" not in out.message, (name, out.message)
             with pytest.raises(ImagesimError, match=EXPECTED[name] or "."):
                 api.search(site.gallery, {"path": str(path)}, 3)
+
+
+# ---- the page's behaviour (issue 17) -------------------------------------------------------------------------------
+
+def test_names_are_escaped_text(site: Site) -> None:
+    from imagesim_ui.present import shown_path, text_html
+
+    raw = os.fsdecode(b"/g/bad\xff\xfe\\name.jpg")
+    assert shown_path(raw) == "/g/bad\\udcff\\udcfe\\\\name.jpg"  # lossless: backslashes doubled
+    assert shown_path("/g/é\\x.jpg") == "/g/é\\x.jpg"  # valid UTF-8 stays as it is
+    assert text_html('<b id=pwn>"x"\n.jpg') == "&lt;b id=pwn&gt;&quot;x&quot;<br>.jpg"
+    _, facts = site.handlers.details({"path": str(site.photos[0]), "score": 0.5, "why": "<img src=x>"})
+    assert "<img" not in facts and "&lt;img src=x&gt;" in facts
+
+
+def test_more_like_this_sets_the_query_and_highlights_it(site: Site) -> None:
+    chosen = site.handlers.search_text("x", 6).items[3]
+    query = site.handlers.query_photo(chosen)
+    assert query and Path(query).is_relative_to(site.thumbs.cache_dir)  # "Your photo" shows its preview
+    copy = Path(site.thumbs.cache_dir).parent / "gradio-cache" / "0123" / Path(query).name  # as Gradio hands it back
+    copy.parent.mkdir(parents=True)
+    shutil.copy(query, copy)
+    out = site.handlers.search_photo(str(copy), 5)
+    assert out.items[0]["path"] == chosen["path"] and out.items[0]["score"] == pytest.approx(1.0)  # stored vector
+    assert out.selected == 0 and site.handlers.search_photo(str(site.photos[2]), 5).selected is None
+
+
+def test_same_look_and_faces_say_what_to_do_without_a_photo(site: Site) -> None:
+    assert "Same look compares photos, not words" in site.handlers.search_style(None).message
+    assert site.handlers.search_faces(None).message.startswith("drop a photo with faces")
+
+
+def test_library_newest_first_in_pages(site: Site) -> None:
+    newest = site.photos[5]
+    os.utime(newest, (2_000_000_000, 2_000_000_000))
+    assert site.handlers.index_now().startswith("indexed: ")
+    first = site.handlers.library(0, per_page=4)
+    assert [it["path"] for it in first.items][0] == str(newest) and len(first.items) == 4 and first.extra is True
+    every = site.handlers.library(10, per_page=4)
+    assert len(every.items) == PHOTOS and every.extra is False
+    assert site.handlers.original(first.items[0]) and Path(site.handlers.original(first.items[0]) or "").read_bytes() \
+        == newest.read_bytes()  # "Download" gives the photo itself
+
+
+def test_faces_without_a_match_say_so(site: Site, tmp_path: Path) -> None:
+    from imagesim_ui.tabs import NO_MATCH, FacesTab
+
+    lonely = write_face_photo(tmp_path / "stranger.jpg", [3], seed=7)  # a colour no gallery face has
+    out = site.handlers.search_faces(str(lonely))
+    annotated, per_face = out.extra
+    assert per_face and not any(it["same_person"] for it in per_face[0])
+    tab = FacesTab.__new__(FacesTab)
+    *_, fold, note = tab.pick(per_face, "Face 1")
+    assert NO_MATCH in note and fold["open"] is False and "Closest faces" in fold["label"]

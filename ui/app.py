@@ -9,6 +9,7 @@ machine, and indexing has its own group of one.
 from __future__ import annotations
 
 import html
+import inspect
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Literal, TypedDict
+from typing import Any
 
 import gradio as gr
 from PIL import Image
@@ -27,25 +28,18 @@ from imagesim.errors import ImagesimError
 from imagesim.search import Gallery
 
 from . import api
-from .handlers import Handlers, Item, Outcome
+from .handlers import FACES_NEED_PHOTO, NEEDS_PHOTO, Handlers
+from .outcome import Outcome
+from .present import shown_path
+from .tabs import PRIVATE, RUN, WORK, WORK_LIMIT, FacesTab, Panel, PeopleTab, Queued, note_html, toast
 from .thumbs import Thumbnails
 
-WORK = "imagesim-work"  # concurrency group of every search: at most WORK_LIMIT run at once
-WORK_LIMIT = 2
 DEFAULT_K = 24
+LIBRARY_PAGE = 24  # photos per "Show more" before any query
 MAX_UPLOAD = "25mb"
-PRIVATE: Final = "private"  # every UI event: not in the API docs, not callable by gradio_client
 
 CSS = (Path(__file__).with_name("style.css")).read_text()
-
-
-class Queued(TypedDict, total=False):
-    """Queue options shared by the page's search events and the API endpoints, checked key by key when unpacked into
-    a Gradio listener (a plain dict would type every value as `object`)."""
-
-    api_visibility: Literal["public", "private", "undocumented"]
-    concurrency_id: str
-    concurrency_limit: int
+KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 
 
 def _theme() -> gr.themes.Base:
@@ -66,13 +60,6 @@ def _header(status_md: str) -> str:
             f"<div class='status' id='status'>{text}</div></div>")
 
 
-def _toast(out: Outcome) -> str:
-    """Show a handler's message as a toast and return it for the message line."""
-    if out.message:
-        (gr.Info if out.items else gr.Warning)(out.message)
-    return out.message
-
-
 def photo_input(**kwargs: Any) -> gr.Image:
     """A gr.Image that hands over any uploaded file, so imagesim's own decoder explains what is wrong with it.
 
@@ -90,43 +77,6 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
     comp.preprocess = preprocess  # type: ignore[method-assign]
     return comp
-
-
-class _Panel:
-    """A grid of results with a detail view (larger photo, path, size, date, why) and optional 'More like this'."""
-
-    def __init__(self, handlers: Handlers, name: str, columns: int = 5) -> None:
-        self.handlers = handlers
-        self.items = gr.State([])
-        self.selected = gr.State(None)
-        self.grid = gr.Gallery(label=name, show_label=False, columns=columns, object_fit="cover", height="auto",
-                               allow_preview=False, buttons=[], elem_classes=["results"], interactive=False,
-                               fit_columns=False)
-        with gr.Row(visible=False, elem_classes=["detail"]) as self.detail:
-            self.preview = gr.Image(show_label=False, interactive=False, height=360, scale=3,
-                                    buttons=["fullscreen"], elem_classes=["preview"])
-            with gr.Column(scale=2, min_width=240):
-                self.info = gr.Markdown(elem_classes=["facts"])
-                with gr.Row():
-                    self.more = gr.Button("More like this", variant="primary", size="sm")
-                    self.close = gr.Button("Close", size="sm")
-        self.grid.select(self._on_select, [self.items], [self.preview, self.info, self.selected, self.detail],
-                         api_visibility=PRIVATE, concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
-        self.close.click(lambda: (None, gr.update(visible=False)), None, [self.selected, self.detail],
-                         api_visibility=PRIVATE, queue=False)
-
-    def _on_select(self, items: list[Item], evt: gr.SelectData) -> tuple[Any, ...]:
-        index = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
-        item = items[index] if 0 <= index < len(items) else None
-        preview, facts = self.handlers.details(item)
-        return preview, facts, item, gr.update(visible=item is not None)
-
-    def outputs(self) -> list[Any]:
-        return [self.grid, self.items, self.detail]
-
-    @staticmethod
-    def values(out: Outcome) -> tuple[Any, ...]:
-        return out.gallery, out.items, gr.update(visible=False)
 
 
 def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: Handlers | None = None,
@@ -149,77 +99,110 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
             status = gr.HTML(_header(""), elem_id="header", scale=1)
             index_btn = gr.Button("↻ Index now", size="sm", variant="secondary", elem_id="index-now", scale=0,
                                   min_width=120)
+        last = gr.State(None)  # the current query: ("photo", file) or ("text", words); None = the library
+        library_page = gr.State(0)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="query"):
                 upload = photo_input(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=300,
-                                  elem_id="upload", buttons=[],
-                                  placeholder="Drop a photo here, paste one (Ctrl+V) or click to choose a file")
+                                     elem_id="upload", buttons=[],
+                                     placeholder="Drop a photo here, paste one (Ctrl+V) or click to choose a file")
                 text = gr.Textbox(placeholder="…or describe it in words", show_label=False, lines=1,
                                   max_lines=1, elem_id="text-query", submit_btn="Search")
                 count = gr.Slider(4, 60, value=k, step=4, label="Results", elem_id="count")
-                message = gr.Markdown(elem_id="message")
-            with gr.Column(scale=3, min_width=480, elem_id="results-col"):
+                message = gr.HTML(elem_id="message")
+            with gr.Column(scale=3, min_width=320, elem_id="results-col"):
                 with gr.Tabs(elem_id="tabs"):
                     with gr.Tab("Similar", id="similar"):
-                        similar = _Panel(h, "Similar photos")
+                        heading = gr.HTML("<p class='note'>Your library, newest first</p>", elem_id="heading")
+                        similar = Panel(h, "Similar photos")
+                        show_more = gr.Button("Show more", size="sm", visible=False, elem_id="show-more")
                     style = faces = people = dups = None
                     if h.has_style():
                         with gr.Tab("Same look", id="style"):
-                            blend = gr.Slider(0, 1, value=1.0, step=0.05, label="Content ⟷ style",
+                            blend = gr.Slider(0, 1, value=1.0, step=0.05, label="Content ⟷ style", elem_id="blend",
                                               info="0 = what the photo shows, 1 = how it looks")
-                            style = _Panel(h, "Same look")
+                            style_note = gr.HTML(note_html(NEEDS_PHOTO), elem_classes=["tab-note"])
+                            style = Panel(h, "Same look")
                     if h.has_faces():
                         with gr.Tab("Faces", id="faces"):
-                            faces = _faces_tab(h)
+                            faces = FacesTab(h, FACES_NEED_PHOTO)
                         with gr.Tab("People", id="people") as people_tab:
-                            people = _people_tab(h)
+                            people = PeopleTab(h)
                     if h.has_duplicates():
                         with gr.Tab("Duplicates", id="duplicates") as dups_tab:
                             dups_btn = gr.Button("Find duplicates", size="sm")
-                            dups = _Panel(h, "Duplicates")
-
-        run = Queued(api_visibility=PRIVATE, concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
+                            dups = Panel(h, "Duplicates")
 
         def show(out: Outcome) -> tuple[Any, ...]:
-            return (*_Panel.values(out), _toast(out))
+            return (*Panel.values(out), toast(out))
+
+        searched = [*similar.outputs(), message, heading, show_more]
+
+        def similar_values(out: Outcome) -> tuple[Any, ...]:
+            return (*show(out), gr.update(value="", visible=False), gr.update(visible=False))
+
+        # ---- the library, before any query ------------------------------------------------------------------
+        def library(page: int) -> tuple[Any, ...]:
+            out = h.library(page, LIBRARY_PAGE)
+            return (*show(out), gr.update(value="<p class='note'>Your library, newest first</p>", visible=True),
+                    gr.update(visible=bool(out.extra)), page)
+
+        demo.load(lambda: library(0), None, [*searched, library_page], **RUN)
+        show_more.click(lambda p: library(p + 1), [library_page], [*searched, library_page], **RUN)
 
         # ---- similar -------------------------------------------------------------------------------------------
-        ev = upload.change(lambda f, n: show(h.search_photo(f, n)), [upload, count], [*similar.outputs(), message],
-                           **run)
-        text.submit(lambda t, n: show(h.search_text(t, n)), [text, count],
-              [*similar.outputs(), message], **run)
-        similar.more.click(lambda it, n: show(h.more_like(it, n)), [similar.selected, count],
-                           [*similar.outputs(), message], **run)
+        def by_photo(f: str | None, n: int) -> tuple[Any, ...]:
+            if not f:
+                return (*library(0)[:-1], None, gr.update())
+            # the words of an earlier text query go: the results are for this photo now
+            return (*similar_values(h.search_photo(f, n)), ("photo", f), "")
+
+        def by_text(t: str, n: int) -> tuple[Any, ...]:
+            return (*similar_values(h.search_text(t, n)), ("text", t))
+
+        def again(query: tuple[str, str] | None, n: int) -> tuple[Any, ...]:
+            """The current query with a new number of results."""
+            if query is None:
+                return library(0)[:-1]
+            return similar_values(h.search_photo(query[1], n) if query[0] == "photo" else h.search_text(query[1], n))
+
+        ev = upload.change(by_photo, [upload, count], [*searched, last, text], **RUN)
+        text_ev = text.submit(by_text, [text, count], [*searched, last], **RUN)
+        count_ev = count.change(again, [last, count], searched, trigger_mode="always_last", **RUN)
+        # "More like this": the chosen photo becomes "Your photo" (its preview, which the search knows it by), so
+        # every tab follows the new query and the photo is highlighted among its own results.
+        similar.more.click(h.query_photo, [similar.selected], upload, **RUN)
 
         # ---- style ---------------------------------------------------------------------------------------------
         if style is not None:
-            def run_style(f: str | None, w: float, n: int) -> tuple[Any, ...]:
-                out = h.search_style(f, w, n)
-                return (*_Panel.values(out), out.message)
+            def run_style(query: tuple[str, str] | None, w: float, n: int) -> tuple[Any, ...]:
+                out = h.search_style(query[1] if query and query[0] == "photo" else None, w, n)
+                return (*Panel.values(out), note_html(out.message))
 
-            ev = ev.then(run_style, [upload, blend, count], [*style.outputs(), message], **run)
-            blend.release(run_style, [upload, blend, count], [*style.outputs(), message], **run)
-            style.more.click(lambda it, w, n: show(h.search_style(it and it["path"], w, n)),
-                             [style.selected, blend, count], [*style.outputs(), message], **run)
+            style_in = [last, blend, count]
+            ev = ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            text_ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            count_ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            blend.change(run_style, style_in, [*style.outputs(), style_note], trigger_mode="always_last", **RUN)
+            style.more.click(h.query_photo, [style.selected], upload, **RUN)
 
         # ---- faces ---------------------------------------------------------------------------------------------
         if faces is not None:
-            ev = ev.then(faces.run, [upload], faces.outputs(), **run)
+            ev = ev.then(faces.run, [upload], faces.outputs(), **RUN)
         if people is not None:
-            people_tab.select(people.load, None, people.outputs(), **run)
+            people_tab.select(people.load, None, people.outputs(), **RUN)
         if dups is not None:
             def find_dups() -> tuple[Any, ...]:
                 return show(h.duplicates())
 
-            dups_btn.click(find_dups, None, [*dups.outputs(), message], **run)
-            dups_tab.select(find_dups, None, [*dups.outputs(), message], **run)
+            dups_btn.click(find_dups, None, [*dups.outputs(), message], **RUN)
+            dups_tab.select(find_dups, None, [*dups.outputs(), message], **RUN)
 
         # ---- status and indexing (private: never a public API endpoint) ---------------------------------------
         def index_now(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str]:  # noqa: B008
             progress(0, desc="Looking for new, changed and deleted photos…")
             msg = h.index_now()
-            (gr.Info if msg.startswith("indexed") else gr.Warning)(msg)
-            return _header(h.status_markdown()), msg
+            return _header(h.status_markdown()), note_html(msg)
 
         index_btn.click(index_now, None, [status, message], api_visibility=PRIVATE, concurrency_id="imagesim-index",
                         concurrency_limit=1, show_progress="full")
@@ -236,17 +219,23 @@ def _api_endpoints(gallery: Gallery) -> None:
     with gr.Group(visible=False):
         image = gr.File(label="image", type="filepath")
         text = gr.Textbox(label="text")
-        k = gr.Number(label="k", value=10, precision=0)
+        k = gr.Number(label="k", value=api.DEFAULT_K, precision=0,
+                      info=f"how many results, 1 to {api.MAX_K}; more is refused with a message")
         result = gr.JSON(label="results")
         buttons = [gr.Button(visible=False) for _ in range(3)]
 
     def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` without its gallery argument, under its own name and parameter names (what the API docs and
+        gradio_client show), with a user's error as a one-line message."""
         def call(*args: Any) -> Any:
             try:
                 return fn(gallery, *args)
             except ImagesimError as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
+                raise gr.Error(shown_path(str(exc)), print_exception=False) from None
 
+        signature = inspect.signature(fn)
+        shown = signature.replace(parameters=list(signature.parameters.values())[1:])
+        call.__signature__ = shown  # type: ignore[attr-defined]
         call.__name__ = fn.__name__
         call.__doc__ = fn.__doc__
         return call
@@ -256,78 +245,6 @@ def _api_endpoints(gallery: Gallery) -> None:
     buttons[0].click(guarded(api.search), [image, k], result, api_name="search", **common)
     buttons[1].click(guarded(api.search_text), [text, k], result, api_name="search_text", **common)
     buttons[2].click(guarded(api.faces), [image, k], result, api_name="faces", **common)
-
-
-class _FacesTab:
-    def __init__(self, h: Handlers) -> None:
-        self.h = h
-        self.per_face = gr.State([])
-        with gr.Row():
-            self.annotated = gr.Image(label="Faces found", interactive=False, height=320, scale=2, buttons=[])
-            with gr.Column(scale=1, min_width=200):
-                self.choice = gr.Radio([], label="Show matches for", elem_id="face-choice")
-                self.note = gr.Markdown()
-        self.panel = _Panel(h, "Same person", columns=5)
-        self.choice.change(self.pick, [self.per_face, self.choice], [*self.panel.outputs()],
-                           api_visibility=PRIVATE, queue=False)
-
-    def run(self, upload: str | None) -> tuple[Any, ...]:
-        out = self.h.search_faces(upload)
-        annotated, per_face = out.extra
-        choices = [f"Face {i + 1}" for i in range(len(per_face))]
-        note = out.message or (f"{len(per_face)} face{'s' * (len(per_face) != 1)} found. ✓ = same person, "
-                               "✗ = probably someone else; confidence says how sure.")
-        return (annotated, per_face, gr.update(choices=choices, value=choices[0] if choices else None), note,
-                *_Panel.values(out))
-
-    def pick(self, per_face: list[list[Item]], choice: str | None) -> tuple[Any, ...]:
-        n = int(choice.split()[-1]) - 1 if choice else 0
-        items = per_face[n] if 0 <= n < len(per_face) else []
-        return _Panel.values(Outcome(items=items))
-
-    def outputs(self) -> list[Any]:
-        return [self.annotated, self.per_face, self.choice, self.note, *self.panel.outputs()]
-
-
-def _faces_tab(h: Handlers) -> _FacesTab:
-    return _FacesTab(h)
-
-
-class _PeopleTab:
-    def __init__(self, h: Handlers) -> None:
-        self.h = h
-        self.items = gr.State([])
-        self.selected = gr.State(None)
-        self.grid = gr.Gallery(show_label=False, columns=8, object_fit="cover", height="auto", allow_preview=False,
-                               buttons=[], interactive=False, elem_classes=["people"], fit_columns=False)
-        with gr.Row():
-            self.name = gr.Textbox(label="Name", placeholder="pick a person, then type their name", scale=3)
-            self.rename = gr.Button("Rename", variant="primary", scale=1)
-        self.note = gr.Markdown()
-        self.grid.select(self.pick, [self.items], [self.selected, self.name], api_visibility=PRIVATE, queue=False)
-        self.rename.click(self.do_rename, [self.selected, self.name], self.outputs(), api_visibility=PRIVATE,
-                          concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
-
-    def load(self) -> tuple[Any, ...]:
-        out = self.h.people()
-        return out.gallery, out.items, out.message
-
-    def pick(self, items: list[Item], evt: gr.SelectData) -> tuple[Any, ...]:
-        index = evt.index if isinstance(evt.index, int) else 0
-        item = items[index] if 0 <= index < len(items) else None
-        return item, (item["name"] if item and item.get("named") else "")
-
-    def do_rename(self, person: Item | None, name: str) -> tuple[Any, ...]:
-        out = self.h.rename_person(person, name)
-        _toast(out)
-        return out.gallery, out.items, out.message
-
-    def outputs(self) -> list[Any]:
-        return [self.grid, self.items, self.note]
-
-
-def _people_tab(h: Handlers) -> _PeopleTab:
-    return _PeopleTab(h)
 
 
 # ---- running it ------------------------------------------------------------------------------------------------
@@ -341,6 +258,7 @@ def launch_options(gallery: Gallery, *, host: str = "127.0.0.1", port: int | Non
     """
     return {"server_name": host, "server_port": port, "auth": auth, "max_file_size": max_file_size,
             "allowed_paths": [], "blocked_paths": [str(gallery.store.folder)], "theme": _theme(), "css": CSS,
+            "js": KEYS_JS,
             "footer_links": ["api"], "run_history": False, "show_error": False, "ssr_mode": False,
             "quiet": True}
 

@@ -10,42 +10,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
-
-from PIL import Image
 
 from imagesim.config import Settings
 from imagesim.errors import ImagesimError
-from imagesim.faces.people import People
 from imagesim.images import load_image
 from imagesim.indexer import IndexReport, run_index
 from imagesim.search import Gallery, Match
 
-from .present import ago, friendly, human_size, photo_facts, why
+from .outcome import Item, Outcome
+from .people import PeopleHandlers
+from .present import ago, friendly, human_size, photo_facts, shown_name, text_html, why
 from .thumbs import Thumbnails, draw_boxes
 
-Item = dict[str, Any]  # one result: path, name, score, why, thumb (+ box/verdict for faces)
 THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
-NO_FACE = (203, 213, 225)  # the tile of a person without a face to show (slate, like the page)
-GalleryValue = list[tuple[str, str]]  # (thumbnail path, caption) as gr.Gallery takes them
-NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run `imagesim index PHOTO_DIR --db DB`"
+NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run imagesim index PHOTO_DIR --db DB"
+NEEDS_PHOTO = ("Same look compares photos, not words: drop a photo into “Your photo” (or pick a result and press "
+               "“More like this”)")
+FACES_NEED_PHOTO = "drop a photo with faces into “Your photo” to see where else those people appear"
 
 
-@dataclass
-class Outcome:
-    """What a handler produced: result items, and a one-line message for the user when something is off."""
-
-    items: list[Item] = field(default_factory=list)
-    message: str = ""
-    extra: Any = None  # handler-specific payload (an annotated image, per-face results...)
-
-    @property
-    def gallery(self) -> GalleryValue:
-        return [(it["thumb"], it["caption"]) for it in self.items]
-
-
-class Handlers:
+class Handlers(PeopleHandlers):
     """The page's behaviour over one open `Gallery`."""
 
     def __init__(self, gallery: Gallery, thumbs: Thumbnails) -> None:
@@ -81,6 +66,9 @@ class Handlers:
             return Outcome()
         if self.is_empty():
             return Outcome(message=NOTHING_INDEXED)
+        source = self.thumbs.source(upload)  # a result's preview, set as the query by "More like this"
+        if source is not None:
+            return self.more_like({"path": source}, k)
         try:
             image = load_image(upload, draft_size=self.gallery.encoder.input_size, name=_name(upload))
             matches = self.gallery.search(image, int(k))
@@ -110,14 +98,22 @@ class Handlers:
             matches = self.gallery.search(path, int(k))
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches")
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches", query=path)
+
+    def query_photo(self, item: Item | None) -> str | None:
+        """The photo "More like this" puts into "Your photo": its preview, which `search_photo` knows it by."""
+        try:
+            return self.thumbs.preview(item["path"]) if item else None
+        except Exception:  # noqa: BLE001 - gone since: the search then says so
+            return None
 
     # ---- same look (style) -------------------------------------------------------------------------------------
 
     def search_style(self, upload: str | None, style_weight: float = 1.0, k: int = 24) -> Outcome:
         """Photos with the same look; `style_weight` blends content (0) and style (1) scores."""
         if not upload:
-            return Outcome()
+            return Outcome(message=NEEDS_PHOTO)
+        upload = self.thumbs.source(upload) or upload
         w = min(1.0, max(0.0, float(style_weight)))
         mode = "content" if w <= 0 else "style" if w >= 1 else "blend"
         try:
@@ -132,7 +128,8 @@ class Handlers:
     def search_faces(self, upload: str | None, k: int = 12) -> Outcome:
         """Every face in the upload, numbered; `extra` = (annotated image path, per-face result items)."""
         if not upload:
-            return Outcome(extra=(None, []))
+            return Outcome(message=FACES_NEED_PHOTO, extra=(None, []))
+        upload = self.thumbs.source(upload) or upload
         try:
             image = load_image(upload, name=_name(upload))
             faces = self.gallery.faces(image, int(k))
@@ -146,53 +143,19 @@ class Handlers:
             items = []
             for m in face.matches:
                 try:
-                    thumb = self.thumbs.thumbnail(m.path, box=list(m.box) if m.box else None)
+                    thumb = self.thumbs.face(m.path, list(m.box)) if m.box else self.thumbs.thumbnail(m.path)
                 except (ImagesimError, OSError):
                     continue  # moved or deleted since indexing: nothing to show
                 verdict = "same person" if m.same_person else "probably not the same person"
-                items.append({"path": m.path, "name": os.path.basename(m.path), "score": None, "thumb": thumb,
+                name = shown_name(m.path)
+                items.append({"path": m.path, "name": name, "score": None, "thumb": thumb,
                               "box": list(m.box) if m.box else None, "distance": float(m.distance),
                               "same_person": bool(m.same_person), "confidence": m.confidence,
-                              "caption": f"{'✓' if m.same_person else '✗'} {m.confidence} · {os.path.basename(m.path)}",
+                              "caption": f"{'✓' if m.same_person else '✗'} {m.confidence} · {name}",
                               "why": f"{verdict}, {m.confidence} confidence (face distance {m.distance:.2f}; "
                                      "below 0.6 usually means the same person)"})
             per_face.append(items)
         return Outcome(items=per_face[0], extra=(annotated, per_face))
-
-    # ---- people ------------------------------------------------------------------------------------------------
-
-    def people(self) -> Outcome:
-        """Named clusters, each with a face thumbnail."""
-        try:
-            book = People(self.gallery.store)
-            items = []
-            for person in book.list():
-                # a named person whose faces were all moved away has no face to show
-                face = (book.face_thumbnail(person.cover_face_id) if person.cover_face_id is not None
-                        else Image.new("RGB", (160, 160), NO_FACE))
-                thumb = self.thumbs.image(face, f"face-{person.cover_face_id}")
-                name = person.name or f"Person {person.id}"
-                items.append({"id": person.id, "name": name, "named": bool(person.name), "thumb": thumb,
-                              "count": person.face_count,
-                              "caption": f"{name} · {person.face_count} photo{'s' * (person.face_count != 1)}"})
-        except Exception as exc:  # noqa: BLE001
-            return Outcome(message=friendly(exc))
-        return Outcome(items=items, message="" if items else "no people yet: index photos with faces first")
-
-    def rename_person(self, person: Item | None, name: str | None) -> Outcome:
-        """Give a cluster a name (a destructive action: the app never exposes it as a public API endpoint)."""
-        name = (name or "").strip()
-        if not person:
-            return Outcome(message="pick a person first")
-        if not name:
-            return Outcome(message="type a name")
-        try:
-            People(self.gallery.store).rename(person["id"], name)
-        except Exception as exc:  # noqa: BLE001
-            return Outcome(message=friendly(exc))
-        out = self.people()
-        out.message = out.message or f"renamed to {name}"
-        return out
 
     # ---- duplicates --------------------------------------------------------------------------------------------
 
@@ -209,15 +172,15 @@ class Handlers:
                     thumb = self.thumbs.thumbnail(path)
                 except (ImagesimError, OSError):
                     continue
-                items.append({"path": path, "name": os.path.basename(path), "score": None, "thumb": thumb,
-                              "group": g, "caption": f"group {g} · {os.path.basename(path)}",
+                items.append({"path": path, "name": shown_name(path), "score": None, "thumb": thumb,
+                              "group": g, "caption": f"group {g} · {shown_name(path)}",
                               "why": f"one of {len(group)} duplicates in group {g}"})
         return Outcome(items=items, message="" if items else "no duplicates found", extra=len(groups))
 
     # ---- details, status, indexing -----------------------------------------------------------------------------
 
     def details(self, item: Item | None) -> tuple[str | None, str]:
-        """(preview image path, Markdown) for one result: path, size, date and why it matched."""
+        """(preview image path, HTML) for one result: name, path, size, date and why it matched, all escaped."""
         if not item:
             return None, ""
         try:
@@ -225,17 +188,46 @@ class Handlers:
             preview = self.thumbs.preview(path)
             facts = photo_facts(path)
         except Exception as exc:  # noqa: BLE001
-            return None, f"⚠️ {friendly(exc)}"
+            return None, f"<p class='warn'>⚠️ {text_html(friendly(exc))}</p>"
         pixels = f"{facts['width']} × {facts['height']} px · " if "width" in facts else ""
         when = facts["date"].strftime("%-d %b %Y, %H:%M")
         when += " (taken)" if facts["date_source"] == "taken" else " (file date)"
-        lines = [f"### {os.path.basename(path)}", f"`{path}`", "",
-                 f"{pixels}{human_size(facts['bytes'])} · {when}", ""]
+        lines = [f"<h3>{text_html(os.path.basename(path))}</h3>", f"<p><code>{text_html(path)}</code></p>",
+                 f"<p>{pixels}{human_size(facts['bytes'])} · {when}</p>"]
         if item.get("score") is not None:
-            lines.append(f"**Score {item['score']:.3f}** · {item.get('why') or ''}")
+            lines.append(f"<p><b>Score {item['score']:.3f}</b> · {text_html(item.get('why') or '')}</p>")
         elif item.get("why"):
-            lines.append(f"**{item['why']}**")
+            lines.append(f"<p><b>{text_html(item['why'])}</b></p>")
         return preview, "\n".join(lines)
+
+    def original(self, item: Item | None) -> str | None:
+        """The photo itself for "Download" (a link in the page's private cache), or None."""
+        try:
+            return self.thumbs.original(item["path"]) if item else None
+        except Exception:  # noqa: BLE001 - gone since: nothing to download
+            return None
+
+    # ---- the library, before any query -------------------------------------------------------------------------
+
+    def library(self, page: int = 0, per_page: int = 24) -> Outcome:
+        """Indexed photos, newest first (file date), one page at a time; `extra` says whether more follow."""
+        try:
+            store = self.gallery.store
+            with store.lock:
+                rows = store.catalog.files_under(store.catalog.roots())
+            newest = sorted((r for r in rows.values() if r.content_id is not None),
+                            key=lambda r: (-r.mtime_ns, r.path))
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(message=friendly(exc))
+        chosen = newest[: (page + 1) * per_page]
+        items = []
+        for row, thumb in zip(chosen, self._thumbnails([r.path for r in chosen]), strict=True):
+            if thumb is not None:
+                name = shown_name(row.path)
+                items.append({"path": row.path, "name": name, "score": None, "thumb": thumb, "caption": name,
+                              "why": "in your library (newest first)"})
+        message = "" if items else NOTHING_INDEXED
+        return Outcome(items=items, message=message, extra=len(newest) > len(chosen))
 
     def status(self) -> dict[str, Any]:
         """Photos, faces, model and when last indexed, for the status line."""
@@ -285,17 +277,19 @@ class Handlers:
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 
-    def _outcome(self, matches: Sequence[Match], explain: Callable[[Match], str], empty: str) -> Outcome:
+    def _outcome(self, matches: Sequence[Match], explain: Callable[[Match], str], empty: str,
+                 query: str | None = None) -> Outcome:
         items = []
         for m, thumb in zip(matches, self._thumbnails([m.path for m in matches]), strict=True):
             if thumb is None:
                 continue  # moved or deleted since indexing: nothing to show
-            name = os.path.basename(m.path)
+            name = shown_name(m.path)
             items.append({"path": m.path, "name": name, "score": float(m.score), "thumb": thumb,
                           "caption": f"{m.score:.2f} · {name}", "why": explain(m)})
         if not items:
             return Outcome(message=NOTHING_INDEXED if self.is_empty() else empty)
-        return Outcome(items=items)
+        chosen = next((i for i, it in enumerate(items) if query and os.path.realpath(str(it["path"])) == query), None)
+        return Outcome(items=items, selected=chosen)
 
 
     def _thumbnails(self, paths: list[str]) -> list[str | None]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -16,14 +18,37 @@ from imagesim.search import Match
 
 log = logging.getLogger("imagesim.ui")
 EXIF_IFD, DATE_TAKEN, DATE_TIME = 0x8769, 36867, 306
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def shown_path(path: str) -> str:
+    """A path as text that JSON and the browser can carry, losslessly.
+
+    Unchanged when it is valid UTF-8 (nearly always). A name whose bytes are not UTF-8 reaches Python with surrogate
+    escapes, which no JSON encoder of the page accepts: each becomes `\\udcXX` (the escape `imagesim ... --json`
+    writes for that byte) and backslashes are doubled, so the original bytes can be read back exactly.
+    """
+    if not _SURROGATE.search(path):
+        return path
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", path.replace("\\", "\\\\"))
+
+
+def shown_name(path: str) -> str:
+    """The file name part of `shown_path`."""
+    return shown_path(os.path.basename(path))
+
+
+def text_html(text: str) -> str:
+    """Any string from files or users as inert HTML text: never markup, whatever it holds."""
+    return html.escape(shown_path(text), quote=True).replace("\n", "<br>")
 
 
 def friendly(exc: BaseException) -> str:
     """One line for the page. Errors the user can cause say so; anything else is logged with its trace."""
     if isinstance(exc, ImagesimError):
-        return str(exc)
+        return shown_path(str(exc))
     log.exception("unexpected error in a UI handler")
-    return f"something went wrong ({type(exc).__name__}: {exc}); the details are in the server log"
+    return shown_path(f"something went wrong ({type(exc).__name__}: {exc}); the details are in the server log")
 
 
 def score_words(score: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +17,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from imagesim.errors import ImagesimError
+from imagesim.faces.detect import crop_box
 from imagesim.images import load_image
+
+from .present import shown_name
 
 THUMB_SIZE = 320  # grid cells are ~160-200 css px; 2x for high-dpi screens
 PREVIEW_SIZE = 1280  # the "see it larger" view
@@ -40,6 +44,7 @@ class Thumbnails:
         self.roots = [os.path.realpath(r) for r in roots]
         self.blocked = [os.path.realpath(b) for b in blocked]
         self._lock = threading.Lock()
+        self._sources: dict[str, str] = {}  # preview file name -> the gallery photo it shows
 
     def set_roots(self, roots: Iterable[str]) -> None:
         """The catalog's roots change when a new folder is indexed."""
@@ -56,24 +61,43 @@ class Thumbnails:
         """A cached JPEG at most THUMB_SIZE a side (with an outlined `box` when given)."""
         return self._cached(path, THUMB_SIZE, box)
 
+    def face(self, path: str | os.PathLike[str], box: Sequence[int]) -> str:
+        """A cached JPEG of the face in `box` with some of its surroundings (the Faces tab's tiles)."""
+        return self._cached(path, THUMB_SIZE, box)
+
     def preview(self, path: str | os.PathLike[str]) -> str:
-        """A cached JPEG at most PREVIEW_SIZE a side, for the detail view."""
-        return self._cached(path, PREVIEW_SIZE, None)
+        """A cached JPEG at most PREVIEW_SIZE a side, for the detail view (and, set as the query, "More like this":
+        `source` then names the gallery photo it shows)."""
+        out = self._cached(path, PREVIEW_SIZE, None)
+        self._sources[os.path.basename(out)] = self.check(path)
+        return out
+
+    def source(self, file: str | os.PathLike[str] | None) -> str | None:
+        """The gallery photo a preview made here shows (Gradio hands it back under its own name in another folder)."""
+        return self._sources.get(os.path.basename(file)) if file else None
+
+    def original(self, path: str | os.PathLike[str]) -> str:
+        """The photo itself, copied into the cache under its own name, for "Download"."""
+        real = self.check(path)
+        st = os.stat(real)
+        folder = self.cache_dir / _key(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0original")
+        out = folder / shown_name(real)  # a name the browser can carry (escaped when its bytes are not UTF-8)
+        if not out.is_file():
+            folder.mkdir(exist_ok=True, mode=0o700)
+            # a copy, never a hard link: nothing done to the cache (clean-ups, rewrites) can reach the gallery file
+            shutil.copyfile(real, out)
+        return str(out)
 
     def _cached(self, path: str | os.PathLike[str], size: int, box: Sequence[int] | None) -> str:
         real = self.check(path)
         st = os.stat(real)
-        key = f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{size}\0{tuple(box) if box else ''}"
-        out = self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.jpg"
+        key = _key(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{size}\0{tuple(box or ())}")
+        out = self.cache_dir / f"{key}.jpg"
         if out.is_file():
             return str(out)
-        img = load_image(real, draft_size=size)
-        scale = 1.0
-        if box is not None:  # boxes are in full-size upright pixels; the draft may be smaller
-            full_w = img.info.get("original_size", img.size)[0]
-            scale = img.width / max(1, full_w)
-        if box is not None:
-            img = draw_boxes(img, [[round(v * scale) for v in box]], numbered=False)
+        img = load_image(real, draft_size=size if box is None else None)
+        if box is not None:  # the face with its surroundings, not a square centre crop of the photo
+            img = img.crop(crop_box(tuple(box), img.size, margin=0.6))  # type: ignore[arg-type]
         img.thumbnail((size, size), Image.Resampling.LANCZOS)
         return self._write(img, out)
 
@@ -81,7 +105,7 @@ class Thumbnails:
         """Cache an image made in memory (a face crop, an annotated upload) under a content-derived name."""
         img = img.convert("RGB")
         img.thumbnail((size, size), Image.Resampling.LANCZOS)
-        digest = hashlib.sha256(img.tobytes() + name.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(img.tobytes() + name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
         out = self.cache_dir / f"{digest}.jpg"
         if out.is_file():
             return str(out)
@@ -92,6 +116,11 @@ class Thumbnails:
         img.save(tmp, "JPEG", quality=85, optimize=True)
         os.replace(tmp, out)  # atomic: a concurrent reader never sees half a file
         return str(out)
+
+
+def _key(text: str) -> str:
+    """A file name for `text` (which may hold a path whose bytes are not UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
