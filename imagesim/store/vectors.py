@@ -27,6 +27,10 @@ from ..errors import StoreError
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 128
+# A filtered query searches the allowed vectors exactly up to this many of them, and walks the graph with hnswlib's
+# filter above: the graph must visit about ef / (allowed share) nodes, so narrow filters are cheaper exactly
+# (measured crossover and recall: `python -m bench filters`, docs/benchmarks.md).
+FILTER_EXACT_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,12 @@ class VectorIndex:
     """Cosine k-NN over unit vectors with integer labels; exact below `exact_max` live items, HNSW above (one numpy
     matmul beats the graph there: the crossover lies between 5k and 10k, bench speed)."""
 
-    def __init__(self, dim: int, *, threads: int = 1, exact_max: int = EXACT_SEARCH_MAX, capacity: int = 1024) -> None:
+    def __init__(self, dim: int, *, threads: int = 1, exact_max: int = EXACT_SEARCH_MAX, capacity: int = 1024,
+                 filter_exact_max: int = FILTER_EXACT_MAX) -> None:
         self.dim = dim
         self.threads = threads
         self.exact_max = exact_max
+        self.filter_exact_max = filter_exact_max
         self.index = hnswlib.Index(space="cosine", dim=dim)
         # No slot replacement: hnswlib's replace-deleted path drops labels when a batch re-adds labels it deleted.
         # Deleted slots are reclaimed by rebuilding instead (Store.save compacts past a share of deleted slots).
@@ -102,9 +108,15 @@ class VectorIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self.index.get_items(labels), dtype=np.float32).reshape(len(labels), self.dim)
 
-    def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return (labels, cosine similarities), each (n_queries, k'), best first; k' = min(k, live items)."""
+    def search(self, queries: np.ndarray, k: int, ef: int | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (labels, cosine similarities), each (n_queries, k'), best first; k' = min(k, live items).
+
+        `allowed`: only these labels may be returned (a filter); the answer is then exact below `filter_exact_max`
+        allowed labels and hnswlib's filtered graph walk above."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if allowed is not None:
+            return self._filtered(queries, k, np.asarray(allowed, dtype=np.int64), ef)
         k = min(int(k), len(self.live))
         if k <= 0:
             return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
@@ -114,11 +126,38 @@ class VectorIndex:
         labels, distances = self.index.knn_query(queries, k=k, num_threads=1)
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
 
-    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _filtered(self, queries: np.ndarray, k: int, allowed: np.ndarray,
+                  ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        allowed = allowed[self.live.contains(allowed)]
+        k = min(int(k), len(allowed))
+        if k <= 0:
+            return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
+        if len(allowed) <= self.filter_exact_max or len(self.live) <= self.exact_max:
+            if len(self.live) <= self.exact_max:  # the whole matrix is in memory: take the allowed rows of it
+                labels, matrix = self._full_matrix()
+                rows = np.searchsorted(labels, allowed)
+                return self._exact(queries, k, (allowed, matrix[rows]))
+            return self._exact(queries, k, (allowed, self.vectors(allowed.tolist())))
+        mask = np.zeros(int(allowed.max()) + 1, dtype=np.uint8)
+        mask[allowed] = 1
+        flags = mask.tobytes()
+
+        def ok(label: int) -> bool:
+            return label < len(flags) and flags[label] == 1
+
+        self.index.set_ef(max(ef or HNSW_EF_SEARCH, k))
+        labels, distances = self.index.knn_query(queries, k=k, num_threads=1, filter=ok)
+        return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
+
+    def _full_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         if self._matrix is None:
             labels = self.live.to_array()
             self._matrix = (labels, self.vectors(labels.tolist()))
-        labels, matrix = self._matrix
+        return self._matrix
+
+    def _exact(self, queries: np.ndarray, k: int,
+               subset: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        labels, matrix = subset if subset is not None else self._full_matrix()
         norms = np.linalg.norm(queries, axis=1, keepdims=True)
         scores = (queries / np.maximum(norms, 1e-12)) @ matrix.T
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
@@ -190,6 +229,16 @@ class LabelSet(Set[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.to_array().tolist())
+
+    def contains(self, labels: np.ndarray) -> np.ndarray:
+        """A boolean per label: is it in the set (vectorised `in`)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if self._flags is None:
+            return np.fromiter((lb in self._set for lb in labels.tolist()), dtype=bool, count=len(labels))
+        inside = (labels >= 0) & (labels < len(self._flags))
+        out = np.zeros(len(labels), dtype=bool)
+        out[inside] = self._flags[labels[inside]]
+        return out
 
     def to_array(self) -> np.ndarray:
         """The labels, ascending, as int64."""
