@@ -358,3 +358,19 @@ def test_people_filter(tmp_path: Path, tiny_encoder) -> None:
             names(people=["Eve"])
         results = g.faces(pics / "p1.jpg", 10, filters=Filters.parse(people=["Bob"], types=["jpeg"]))
         assert {Path(m.path).name for r in results for m in r.matches} <= {"p1.jpg", "p2.jpg", "p3.jpg"}
+
+
+def test_exact_filtered_search_reads_a_saved_graph_in_place_and_sees_later_changes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vi = VectorIndex(16, exact_max=10, filter_exact_max=1000)
+    vi.add(np.arange(1, 301), vecs)
+    state = vi.save(tmp_path, "content", 1, "fp")
+    loaded = VectorIndex.load(tmp_path, state, 16, exact_max=10)
+    loaded.filter_exact_max = 1000
+    loaded.add(np.array([7, 301]), np.stack([vecs[99], vecs[99]]))  # label 7 now holds photo 100's vector
+    got, scores = loaded.search(vecs[99][None, :], 3, allowed=np.array([7, 100, 200, 301]))
+    assert set(got[0].tolist()) == {7, 100, 301} and np.allclose(scores[0], 1.0, atol=1e-5)
+    got, scores = loaded.search(vecs[49][None, :], 1, allowed=np.arange(40, 60))
+    assert got[0].tolist() == [50] and scores[0][0] == pytest.approx(1.0, abs=1e-5)

@@ -403,6 +403,8 @@ def fill_info(store: Store, content_ids: set[int], threads: int, batch: int = 10
         cid, (path, mtime_ns) = entry
         try:
             with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_mtime_ns != mtime_ns:  # changed since: not these bytes any more
+                    return cid, None
                 return cid, read_info(fh, mtime_ns)
         except OSError:  # gone or unreadable since: the next run that sees the file reads it
             return cid, None
