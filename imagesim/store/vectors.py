@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import zlib
 from collections.abc import Iterator, Set
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ import numpy as np
 
 from ..config import EXACT_SEARCH_MAX
 from ..errors import StoreError
+from .graphfile import HEADER as _HEADER
+from .graphfile import SavedVectors
 
 # From the recall/latency sweep (`python -m bench speed`, docs/speed.md): ef_construction 200 buys no recall over 100
 # on clustered 512-d vectors and halves the build rate; M=16 is the knee (M=24/32 cost 2-3x the build time for
@@ -28,9 +29,12 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 128
 # A filtered query searches the allowed vectors exactly up to this many of them, and walks the graph with hnswlib's
-# filter above: the graph must visit about ef / (allowed share) nodes, so narrow filters are cheaper exactly
-# (measured crossover and recall: `python -m bench filters`, docs/benchmarks.md).
-FILTER_EXACT_MAX = 20_000
+# filter above: the walk visits about ef / (allowed share) nodes, so narrow filters are cheaper exactly. Measured on
+# 100k clustered 512-d vectors (`python -m bench filters`, docs/benchmarks.md): the crossover lies near 5k allowed
+# vectors, and the filtered walk keeps recall@10 >= 0.995 from 5 % of the gallery up at ef 64 (1.0 at 128, 2-4x
+# slower).
+FILTER_EXACT_MAX = 5_000
+HNSW_EF_FILTERED = 64
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,7 @@ class VectorIndex:
         present = self.present.to_array()
         mask = np.zeros(int(max(allowed.max(), present[-1] if len(present) else 0)) + 1, dtype=np.uint8)
         mask[allowed] = 1
-        self.index.set_ef(max(ef or HNSW_EF_SEARCH, k))
+        self.index.set_ef(max(ef or HNSW_EF_FILTERED, k))
         # bytes.__getitem__ as the filter: 0 or 1 per label, no Python frame per node the walk visits
         labels, distances = self.index.knn_query(queries, k=k, num_threads=1, filter=mask.tobytes().__getitem__)
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
@@ -317,12 +321,6 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-# hnswlib's file header (hnswalg.h saveIndex): offsetLevel0, max_elements, cur_element_count (size_t),
-# size_data_per_element, label_offset, offsetData (size_t), maxlevel (int), enterpoint_node (uint),
-# maxM, maxM0, M (size_t), mult (double), ef_construction (size_t).
-_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
-
-
 def check_file(path: Path, state: IndexFileState, dim: int) -> str | None:
     """Return why `path` must not be handed to hnswlib, or None when it is the file the catalog recorded."""
     if not path.is_file():
@@ -395,26 +393,3 @@ def _check_links(path: Path, count: int, per_el: int, max_m: int, max_m0: int, m
         return bad
     return None
 
-
-class SavedVectors:
-    """The vectors of a saved graph file by label, read in place: hnswlib's level-0 records hold each element's
-    (normalised) vector and label at fixed offsets (the header gives them; `check_file` vetted it at load)."""
-
-    def __init__(self, path: Path, dim: int) -> None:
-        raw = np.memmap(path, dtype=np.uint8, mode="r")
-        _, _, count, per_el, label_off, offset_data, *_ = _HEADER.unpack(bytes(raw[:_HEADER.size]))
-        records = raw[_HEADER.size:_HEADER.size + count * per_el].reshape(count, per_el)
-        self.dim = dim
-        self._vectors = records[:, offset_data:offset_data + dim * 4]
-        labels = records[:, label_off:label_off + 8].copy().view(np.uint64).ravel().astype(np.int64)
-        self._rows = np.argsort(labels, kind="stable")
-        self._labels = labels[self._rows]
-
-    def holds(self, labels: np.ndarray) -> np.ndarray:
-        i = np.minimum(np.searchsorted(self._labels, labels), max(len(self._labels) - 1, 0))
-        return self._labels[i] == labels if len(self._labels) else np.zeros(len(labels), dtype=bool)
-
-    def get(self, labels: np.ndarray) -> np.ndarray:
-        """Vectors of labels the file holds (check with `holds`), in the order given."""
-        rows = self._rows[np.searchsorted(self._labels, labels)]
-        return np.ascontiguousarray(self._vectors[rows]).view(np.float32).reshape(len(labels), self.dim)
