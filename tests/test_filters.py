@@ -374,3 +374,14 @@ def test_exact_filtered_search_reads_a_saved_graph_in_place_and_sees_later_chang
     assert set(got[0].tolist()) == {7, 100, 301} and np.allclose(scores[0], 1.0, atol=1e-5)
     got, scores = loaded.search(vecs[49][None, :], 1, allowed=np.arange(40, 60))
     assert got[0].tolist() == [50] and scores[0][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_heic_photos_give_their_exif_too(tmp_path: Path) -> None:
+    import imagesim.images  # noqa: F401 - registers the HEIF opener
+
+    heic = exif_photo(tmp_path / "phone.heic", fmt="HEIF", taken="2020:01:02 03:04:05", offset="-05:00", make="Apple",
+                      model="iPhone 15", gps=(40.7128, -74.006))
+    info = read_info(heic.read_bytes(), 0)
+    assert (info.format, info.taken_local, info.taken_utc, info.camera) == (
+        "heic", "2020-01-02 03:04:05", 1577952245.0, "Apple iPhone 15")
+    assert info.lat == pytest.approx(40.7128, abs=1e-5) and info.lon == pytest.approx(-74.006, abs=1e-5)
