@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .filters import add_filter_flags, filters_from
 from .options import add_db, positive_int
 
 
@@ -27,13 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"faces": [{"box", "matches": [{"path", "box", "distance", "same_person", '
                         '"confidence"}]}]}')
+    add_filter_flags(p)
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
     from ..search import Gallery
 
     with Gallery.open(args.db) as gallery:
-        results = gallery.faces(args.image, args.k)
+        results = gallery.faces(args.image, args.k, filters=filters_from(args))
     if args.json:
         print(json.dumps({"faces": [r.to_json() for r in results]}))
         return 0

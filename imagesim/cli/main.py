@@ -20,6 +20,7 @@ from ..config import (
 )
 from ..errors import ImagesimError, first_line
 from . import faces, model, people
+from .filters import add_filter_flags, add_paging_flags, filters_from, terms_from
 from .options import add_db, add_model, model_spec, positive_int
 
 
@@ -45,8 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_index_flags(p)
 
     p = sub.add_parser("search", help="find photos like IMAGE, or matching --text")
-    p.add_argument("image", nargs="?", help="a photo (in the gallery or not)")
-    p.add_argument("--text", help="describe what the photo shows instead of giving one")
+    p.add_argument("image", nargs="?", help="a photo (in the gallery or not); N:PHOTO weighs it N")
+    p.add_argument("--text", action="append", default=[],
+                   help="describe what the photo shows (with IMAGE: add it to the photo); N:TEXT weighs it N, "
+                        "e.g. '2:golden retriever'; repeatable")
+    p.add_argument("--minus", action="append", default=[], metavar="IMAGE", help="away from this photo; repeatable")
+    p.add_argument("--minus-text", action="append", default=[], metavar="TEXT",
+                   help="away from this description, e.g. --minus-text people; repeatable")
     add_db(p)
     add_model(p)
     p.add_argument("-k", type=positive_int, default=10, help="how many results (default: 10)")
@@ -54,11 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="content: shows the same thing (default); style: looks the same; blend: both")
     p.add_argument("--style-weight", type=float, default=0.5, metavar="W",
                    help="blend only: 0 = content only, 1 = style only (default: 0.5)")
-    p.add_argument("--json", action="store_true", help='print {"results": [{"path", "score"}]}')
+    p.add_argument("--json", action="store_true",
+                   help='print {"results": [{"path", "score", ...}], "sort", "offset"[, "filters"]}')
+    add_paging_flags(p)
+    add_filter_flags(p)
 
     p = sub.add_parser("duplicates", help="groups of copies and near-duplicates, or those of one IMAGE")
     p.add_argument("image", nargs="?", help="a photo: is it (or an edited copy) already in the gallery?")
     add_db(p)
+    add_filter_flags(p)
     p.add_argument("--json", action="store_true", help='print {"groups": [[path, ...]]} (or {"results": [...]})')
 
     p = sub.add_parser("status", help="what the database holds")
@@ -111,31 +121,46 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from ..search import Gallery
+    from ..search.compose import Text
 
-    if bool(args.image) == bool(args.text):
-        raise ImagesimError("give either a photo or --text")
+    if not args.image and not args.text:
+        raise ImagesimError("give either a photo or --text (or both, to combine them)")
+    filters = filters_from(args)
+    terms = terms_from(args.image, args.text, args.minus, args.minus_text)
+    page = {"filters": filters, "offset": args.offset, "sort": args.sort}
     with Gallery.open(args.db, model=model_spec(args), threads=args.threads, precision=args.precision,
                       torch_threads=args.threads) as gallery:
-        if args.text and args.mode != "content":
-            raise ImagesimError("--text searches by content only; drop --mode")
-        results = gallery.search_text(args.text, args.k) if args.text else gallery.search(
-            args.image, args.k, mode=args.mode, style_weight=args.style_weight)
+        if (args.text or args.minus or args.minus_text) and args.mode != "content":
+            raise ImagesimError("--text, --minus and --minus-text search by content only; drop --mode")
+        term = terms[0][0]
+        if len(terms) > 1 or terms[0][1] != 1.0:
+            results = gallery.compose(terms, args.k, **page)
+        elif isinstance(term, Text):
+            results = gallery.search_text(term.text, args.k, **page)
+        else:
+            results = gallery.search(term, args.k, mode=args.mode, style_weight=args.style_weight, **page)
     if args.json:
-        print(json.dumps({"results": [m.to_json() for m in results]}))
+        print(json.dumps({"results": [m.to_json() for m in results], "sort": args.sort, "offset": args.offset,
+                          **({"filters": filters.to_json()} if filters else {})}))
     elif not results:
-        print("no photos indexed yet")
+        print("no photo matches these filters" if filters else "no photos indexed yet" if not args.offset
+              else "no more results")
     else:
         for m in results:
-            print(f"{m.score:.3f}  {m.path}" + (f"  ({m.why})" if m.why else ""))
+            taken = f"{m.taken or 'undated':19s}  " if args.sort == "date" else ""
+            terms_shown = "; ".join(f"{t} {s:.2f}" for t, s in m.terms) if m.terms and len(m.terms) > 1 else ""
+            why = "; ".join(x for x in (m.why, terms_shown) if x)
+            print(f"{m.score:.3f}  {taken}{m.path}" + (f"  ({why})" if why else ""))
     return 0
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from ..search import Gallery
 
+    filters = filters_from(args)
     with Gallery.open(args.db) as gallery:
         if args.image:
-            results = gallery.find_duplicates(args.image)
+            results = gallery.find_duplicates(args.image, filters=filters)
             if args.json:
                 print(json.dumps({"results": [m.to_json() for m in results]}))
             elif not results:
@@ -143,7 +168,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
             for m in results if not args.json else []:
                 print(f"{m.score:.3f}  {m.path}  ({m.why})")
             return 0
-        groups = gallery.duplicates()
+        groups = gallery.duplicates(filters=filters)
     if args.json:
         print(json.dumps({"groups": groups}))
     elif not groups:

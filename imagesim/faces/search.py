@@ -14,6 +14,7 @@ from ..encoders import normalize
 from ..errors import ImagesimError, NoFaceFound
 from ..images import load_image
 from ..store import Store
+from ..store.photos import Selection
 from .analyze import Face, FaceAnalyzer
 from .detect import Box
 from .store import FACES, FaceCatalog, analyzer_for, face_settings, has_schema
@@ -90,25 +91,32 @@ def _stored_faces(store: Store, path: Path) -> list[Face] | None:
 
 
 def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Image, k: int = 10,
-                 analyzer: FaceAnalyzer | None = None) -> list[FaceResult]:
-    """For each face in `query`, the k nearest gallery faces (one row per file showing them), nearest first."""
+                 analyzer: FaceAnalyzer | None = None, within: Selection | None = None) -> list[FaceResult]:
+    """For each face in `query`, the k nearest gallery faces (one row per file showing them), nearest first;
+    `within`: in these photos only (filters)."""
     faces = query_faces(store, query, analyzer)
     if not faces:
         raise NoFaceFound("no face found in this photo: faces must look roughly at the camera and span at least "
                           "~1/16 of the photo's long side; try a tighter crop")
     k = max(0, int(k))
     store.refresh()
+    allowed = None
+    if within is not None:
+        with store.lock:
+            faces_in = [r.id for r in FaceCatalog(store.catalog).all_faces() if r.content_id in within]
+        allowed = np.asarray(faces_in, dtype=np.int64)
     results = []
     for face in sorted(faces, key=lambda f: (f.box[0], f.box[1])):  # left to right, as people read a photo
-        results.append(FaceResult(face.box, _matches(store, face.encoding, k)))
+        results.append(FaceResult(face.box, _matches(store, face.encoding, k, allowed, within)))
     return results
 
 
-def _matches(store: Store, encoding: np.ndarray, k: int) -> list[FaceMatch]:
+def _matches(store: Store, encoding: np.ndarray, k: int, allowed: np.ndarray | None = None,
+             within: Selection | None = None) -> list[FaceMatch]:
     """Candidates from the cosine graph, re-ranked by euclidean distance on the raw descriptors."""
     if k == 0 or not has_schema(store.catalog):
         return []
-    labels, _ = store.search(FACES, normalize(encoding[None, :]), max(k * CANDIDATES, 50))
+    labels, _ = store.search(FACES, normalize(encoding[None, :]), max(k * CANDIDATES, 50), allowed=allowed)
     ids = labels[0].tolist()
     if not ids:
         return []
@@ -124,5 +132,7 @@ def _matches(store: Store, encoding: np.ndarray, k: int) -> list[FaceMatch]:
         shown = round(float(d), DECIMALS)  # the verdict is judged on the distance the user sees
         same, confidence = verdict(shown)
         for path in paths.get(rows[fid].content_id, []):
+            if within is not None and not within.allows(path):
+                continue
             out.append(FaceMatch(path, rows[fid].box, shown, same, confidence))
     return out[:k]

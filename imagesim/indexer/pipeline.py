@@ -27,8 +27,10 @@ from ..encoders import WEIGHT_FREE, Encoder
 from ..errors import ImageError, ImagesimError
 from ..faces.stage import FaceStage
 from ..images import find_images, load_image, read_bytes
+from ..metadata import PhotoInfo, read_info, with_places
 from ..store import CATALOG_NAME, Store
 from ..store.catalog import ContentReader
+from ..store.photos import PhotoTable
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -91,6 +93,7 @@ class Item:
     want_faces: bool = False
     vectors: dict[str, np.ndarray] | None = None
     faces: list[Face] | None = None
+    info: PhotoInfo | None = None  # the header's metadata, read for a content the catalog has none for
 
     @property
     def to_encode(self) -> bool:
@@ -131,6 +134,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         needs_by_space = {enc.space: set(catalog.contents_missing(enc.space)) for enc in encoders}
         needs_vectors: set[int] = set().union(*needs_by_space.values())
         needs_faces = faces.begin(store) if faces is not None else set()  # photos indexed before faces were on
+        needs_info = PhotoTable(catalog).missing()  # photos indexed before metadata was kept: headers only
 
         todo: list[Item] = []
         seen: set[str] = set()
@@ -152,6 +156,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
             if same and row is not None and cid not in needs_vectors and cid not in needs_faces:
                 report.unchanged += 1
                 continue
+            needs_info.discard(cid)  # read below with the rest of the file
             # An unchanged file read again only to find its faces (faces just turned on) still counts as unchanged.
             kind = "unchanged" if same and cid not in needs_vectors else ("updated" if row is not None else "added")
             todo.append(Item(p, st.st_size, st.st_mtime_ns, kind))
@@ -168,6 +173,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
             removed_labels = catalog.delete_contents(catalog.orphan_contents())
         for space, labels in removed_labels.items():
             store.index(space).remove(labels)
+        fill_info(store, needs_info, default_threads() if threads is None else threads)
         report.removed = max(0, len(removed_ok) - report.moved)
         report.failed.sort()  # by path: the same list whichever order the photos were decoded in (--ray)
         if faces is not None:
@@ -214,6 +220,7 @@ class _Pipeline:
         self.draft = max(sizes, default=0) or None
         self.contents = ContentReader(store.folder / CATALOG_NAME)
         self.remote = remote
+        self.needs_info = PhotoTable(store.catalog).missing()
 
     def run(self, todo: list[Item]) -> None:
         if not todo:
@@ -294,6 +301,8 @@ class _Pipeline:
             data = read_bytes(item.path)
             item.sha256 = hashlib.sha256(data).hexdigest()
             cid = self.contents.content_id(item.sha256)
+            if cid is None or cid in self.needs_info:
+                item.info = read_info(data, item.mtime_ns)
             if cid is not None and cid not in self.needs_vectors and cid not in self.needs_faces:
                 item.content_id = cid
                 return item
@@ -341,6 +350,7 @@ class _Pipeline:
         new_vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {e.space: ([], []) for e in self.encoders}
         if self.faces is not None:
             new_vectors[self.faces.space] = ([], [])
+        _place(to_encode + pending)
         with catalog.transaction():
             for row, it in enumerate(to_encode):
                 # One writer, and no two rows of a batch share bytes (batch_shas): the id looked up above holds.
@@ -375,8 +385,49 @@ class _Pipeline:
 
     def _file(self, it: Item, cid: int | None) -> None:
         self.store.catalog.put_file(it.path, it.size, it.mtime_ns, cid)
+        if it.info is not None and cid is not None:
+            PhotoTable(self.store.catalog).put(cid, it.info)
+            self.needs_info.discard(cid)
         kind = it.kind
         if kind == "added" and cid in self.gone_contents:
             kind = "moved"
             self.gone_contents.discard(cid)
         setattr(self.report, kind, getattr(self.report, kind) + 1)
+
+
+def _place(items: list[Item]) -> None:
+    """Place names for the items whose header gave a GPS position (one geocoder call per batch)."""
+    located = [it for it in items if it.info is not None and it.info.lat is not None]
+    if located:
+        for it, info in zip(located, with_places([it.info for it in located]), strict=True):  # type: ignore[misc]
+            it.info = info
+
+
+def fill_info(store: Store, content_ids: set[int], threads: int, batch: int = 1000) -> int:
+    """Read the metadata of contents indexed before it was kept, from one of their files' headers only (no
+    decoding, no hashing, no encoder): how an existing database gets dates and places. Returns the rows added."""
+    if not content_ids:
+        return 0
+    table = PhotoTable(store.catalog)
+    where = sorted(table.files_of(content_ids).items())
+
+    def read(entry: tuple[int, tuple[str, int]]) -> tuple[int, PhotoInfo | None]:
+        cid, (path, mtime_ns) = entry
+        try:
+            with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_mtime_ns != mtime_ns:  # changed since: not these bytes any more
+                    return cid, None
+                return cid, read_info(fh, mtime_ns)
+        except OSError:  # gone or unreadable since: the next run that sees the file reads it
+            return cid, None
+
+    added = 0
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="imagesim-info") as pool:
+        for start in range(0, len(where), batch):
+            got = [(cid, info) for cid, info in pool.map(read, where[start:start + batch]) if info is not None]
+            infos = with_places([info for _, info in got])
+            with store.catalog.transaction():
+                for (cid, _), info in zip(got, infos, strict=True):
+                    table.put(cid, info)
+            added += len(got)
+    return added

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .compose import Text
+from .filters import Filters
 from .gallery import Gallery
 from .results import Match, Query
 
-__all__ = ["Gallery", "Match", "Query"]
+__all__ = ["Filters", "Gallery", "Match", "Query", "Text"]

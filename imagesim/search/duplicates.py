@@ -20,6 +20,7 @@ from ..encoders.dup import DupEncoder
 from ..errors import ImagesimError
 from ..images import load_image
 from ..store import Store
+from ..store.photos import Selection
 from .results import Match, Query
 
 K = 8  # neighbours asked per photo: more near-copies of one photo than this still join through each other
@@ -142,28 +143,32 @@ def _require_space(store: Store) -> None:
                             "to add them")
 
 
-def gallery_groups(store: Store) -> list[list[str]]:
-    """Groups of absolute paths: files sharing one content (byte-identical) or near-duplicate contents."""
+def gallery_groups(store: Store, within: Selection | None = None) -> list[list[str]]:
+    """Groups of absolute paths: files sharing one content (byte-identical) or near-duplicate contents; `within`:
+    among these photos only (filters)."""
     _require_space(store)
     store.refresh()
     enc = DupEncoder()
     with store.lock:
-        labels, vectors = store.catalog.vectors(DUP, dim=enc.dim)
+        labels, vectors = store.catalog.vectors(DUP, None if within is None else within.contents, dim=enc.dim)
         index = store.index(DUP)
 
         def knn(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-            return index.search(q, k)
+            return index.search(q, k, allowed=None if within is None else within.contents)
 
         near = group_vectors(labels, vectors, knn) if len(labels) else []
         grouped = {lb for g in near for lb in g}
-        copies = [[cid] for cid in store.catalog.shared_contents() if cid not in grouped]
+        copies = [[cid] for cid in store.catalog.shared_contents() if cid not in grouped
+                  and (within is None or cid in within)]
         paths = store.catalog.paths_for([lb for g in near + copies for lb in g])
-    out = [sorted(p for lb in g for p in paths.get(lb, [])) for g in near + copies]
+    out = [sorted(p for lb in g for p in paths.get(lb, []) if within is None or within.allows(p))
+           for g in near + copies]
     return sorted((g for g in out if len(g) > 1), key=lambda g: g[0])
 
 
-def find_in_gallery(store: Store, query: Query, k: int = 2 * K) -> list[Match]:
-    """Gallery files that are copies or near-duplicates of `query`, best first (the query file itself left out)."""
+def find_in_gallery(store: Store, query: Query, k: int = 2 * K, within: Selection | None = None) -> list[Match]:
+    """Gallery files that are copies or near-duplicates of `query`, best first (the query file itself left out);
+    `within`: among these photos only (filters)."""
     _require_space(store)
     store.refresh()
     enc = DupEncoder()
@@ -175,7 +180,7 @@ def find_in_gallery(store: Store, query: Query, k: int = 2 * K) -> list[Match]:
     if vec is None:
         img = query if isinstance(query, Image.Image) else load_image(query, draft_size=256)  # like indexing
         vec = enc.embed_images([img])[0]
-    labels, scores = store.search(DUP, vec[None, :], k)
+    labels, scores = store.search(DUP, vec[None, :], k, allowed=None if within is None else within.contents)
     if not len(labels[0]):
         return []
     with store.lock:
@@ -190,7 +195,7 @@ def find_in_gallery(store: Store, query: Query, k: int = 2 * K) -> list[Match]:
             continue
         exact = score >= 0.99999
         for path in paths.get(lb, []):
-            if path != own_path:
+            if path != own_path and (within is None or within.allows(path)):
                 out.append(Match(path, round(float(min(1.0, score)), 6),
                                  why="same photo" if exact else "near-duplicate (resized, recompressed, cropped "
                                                                 "or retouched)"))

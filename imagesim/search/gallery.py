@@ -9,7 +9,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,9 +23,12 @@ from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search
 from ..faces.store import face_count
 from ..images import load_image
 from ..store import MODEL_META_KEY, Store
+from ..store.photos import PhotoTable, Selection
 from ..store.schema import damaged
 from . import duplicates, looks
-from .results import Match, Query, expand
+from .compose import Term, composed_search
+from .filters import Filters, select
+from .results import Match, Query, check_paging, expand, pool_size
 
 T = TypeVar("T")
 
@@ -146,18 +149,39 @@ class Gallery:
         return self.encoder.embed_images([img])[0]
 
     @_catalog_errors
-    def search(self, query: Query, k: int = 10, mode: str = "content", style_weight: float = 0.5) -> list[Match]:
+    def select(self, filters: Filters | None) -> Selection | None:
+        """The photos `filters` let through (None: no filters), e.g. to say "no photo matches" before searching."""
+        self.store.refresh()
+        return select(self.store, filters)
+
+    @_catalog_errors
+    def search(self, query: Query, k: int = 10, mode: str = "content", style_weight: float = 0.5, *,
+               filters: Filters | None = None, offset: int = 0, sort: str = "score") -> list[Match]:
         """Gallery photos like `query` (a path, bytes or a PIL image), best first.
 
         mode "content": what it shows (CLIP); "style": how it looks; "blend": (1 - style_weight) * content +
-        style_weight * style, with both scores and an explanation on every match.
+        style_weight * style, with both scores and an explanation on every match. `filters`: only photos that pass
+        them; `offset`, `sort` ("score" or "date"): which page, in which order.
         """
+        check_paging(k, offset, sort)
+        within = self.select(filters)
         if mode == "content":
-            return self.search_vector(self.vector(query), k)
+            return self.search_vector(self.vector(query), k, within=within, offset=offset, sort=sort)
         if mode == "blend":
             self._need_content()
         return looks.look_search(self.store, query, k, mode=mode, style_weight=style_weight,
-                                 content_vector=self.vector)
+                                 content_vector=self.vector, within=within, offset=offset, sort=sort)
+
+    @_catalog_errors
+    def compose(self, terms: Sequence[tuple[Term, float]], k: int = 10, *, filters: Filters | None = None,
+                offset: int = 0, sort: str = "score") -> list[Match]:
+        """Photos near the weighted sum of several terms, each a photo (`Query`) or a `Text`, e.g.
+        `[("beach.jpg", 1), (Text("at sunset"), 1), (Text("people"), -1)]`; each match gives every term's own
+        similarity (`terms`) and the term that pulled it in (`why`)."""
+        check_paging(k, offset, sort)
+        within = self.select(filters)
+        return composed_search(self.store, terms, k, image_vector=self.vector, text_vector=self._text_vector,
+                               within=within, offset=offset, sort=sort)
 
     @_catalog_errors
     def has_space(self, space: str) -> bool:
@@ -165,42 +189,60 @@ class Gallery:
         return self.store.has_space(space)
 
     @_catalog_errors
-    def duplicates(self) -> list[list[str]]:
-        """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery."""
-        return duplicates.gallery_groups(self.store)
+    def duplicates(self, *, filters: Filters | None = None) -> list[list[str]]:
+        """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery (among the photos
+        `filters` let through)."""
+        return duplicates.gallery_groups(self.store, self.select(filters))
 
     @_catalog_errors
-    def find_duplicates(self, query: Query) -> list[Match]:
+    def find_duplicates(self, query: Query, *, filters: Filters | None = None) -> list[Match]:
         """Gallery photos that are copies or near-duplicates of `query` ("is this already in my gallery?")."""
-        return duplicates.find_in_gallery(self.store, query)
+        return duplicates.find_in_gallery(self.store, query, within=self.select(filters))
 
-    @_catalog_errors
-    def search_text(self, text: str, k: int = 10) -> list[Match]:
-        """Gallery photos that match a description, best first."""
+    def _text_vector(self, text: str) -> np.ndarray:
         if not text.strip():
             raise ImagesimError("the text query is empty")
         self._need_content()
         encoder = self.encoder
         if not hasattr(encoder, "embed_texts"):
             raise ImagesimError("this model has no text tower")
-        return self.search_vector(encoder.embed_texts([text])[0], k)
+        return encoder.embed_texts([text])[0]
 
     @_catalog_errors
-    def search_vector(self, vector: np.ndarray, k: int = 10, space: str = CONTENT) -> list[Match]:
+    def search_text(self, text: str, k: int = 10, *, filters: Filters | None = None, offset: int = 0,
+                    sort: str = "score") -> list[Match]:
+        """Gallery photos that match a description, best first."""
+        check_paging(k, offset, sort)
+        within = self.select(filters)
+        return self.search_vector(self._text_vector(text), k, within=within, offset=offset, sort=sort)
+
+    @_catalog_errors
+    def search_vector(self, vector: np.ndarray, k: int = 10, space: str = CONTENT, *,
+                      within: Selection | None = None, offset: int = 0, sort: str = "score") -> list[Match]:
         k = max(0, int(k))
         self.store.refresh()
-        labels, scores = self.store.search(space, vector[None, :], k)
-        return expand(self.store, labels[0], scores[0], k)
+        labels, scores = self.store.search(space, vector[None, :], pool_size(k, offset, sort),
+                                           allowed=None if within is None else within.contents)
+        return expand(self.store, labels[0], scores[0], k, offset=offset, within=within, sort=sort)
 
     @_catalog_errors
-    def faces(self, query: Query, k: int = 10) -> list[FaceResult]:
+    def photo_info(self, paths: Sequence[str]) -> dict[str, Any]:
+        """The stored metadata (`imagesim.metadata.PhotoInfo`) of gallery files, by path (unknown paths left out)."""
+        with self.store.lock:
+            rows = {p: self.store.catalog.file(os.path.realpath(p)) for p in paths}
+            ids = {p: r.content_id for p, r in rows.items() if r is not None and r.content_id is not None}
+            infos = PhotoTable(self.store.catalog).get(ids.values())
+        return {p: infos[c] for p, c in ids.items() if c in infos}
+
+    @_catalog_errors
+    def faces(self, query: Query, k: int = 10, *, filters: Filters | None = None) -> list[FaceResult]:
         """Each face in `query` with the gallery photos of the nearest faces and a same-person verdict.
 
         Raises NoFaceFound when the photo shows no face, ImagesimError when faces are off for this database."""
         # The face models load once per Gallery (a UI process keeps one open), not once per query.
         if not self._face_analyzer_given:
             self._face_analyzer = analyzer_for_query(self.store, self._face_analyzer)
-        return search_faces(self.store, query, k, analyzer=self._face_analyzer)
+        return search_faces(self.store, query, k, analyzer=self._face_analyzer, within=self.select(filters))
 
     @property
     def face_analyzer(self) -> FaceAnalyzer | None:

@@ -18,7 +18,8 @@ from ..encoders.style import BLOCKS, SIDE, StyleEncoder
 from ..errors import ImagesimError, ModelError
 from ..images import load_image
 from ..store import Store
-from .results import Match, Query
+from ..store.photos import Selection
+from .results import Match, Query, expand, pool_size
 
 ContentVector = Callable[[Query], np.ndarray]  # the content vector of a query, as a content search computes it
 
@@ -33,8 +34,10 @@ CONTENT_SAME, CONTENT_SIMILAR = 0.92, 0.75  # CLIP image-image cosine: near-iden
 
 
 def look_search(store: Store, query: Query, k: int, *, mode: str, style_weight: float,
-                content_vector: ContentVector) -> list[Match]:
-    """Style (mode="style") or blended (mode="blend") search; every Match carries both scores and `why`."""
+                content_vector: ContentVector, within: Selection | None = None, offset: int = 0,
+                sort: str = "score") -> list[Match]:
+    """Style (mode="style") or blended (mode="blend") search; every Match carries both scores and `why`.
+    `within`: only these photos (filters); `offset`, `sort`: the page (see `results.expand`)."""
     if mode not in ("style", "blend"):
         raise ImagesimError(f"unknown search mode {mode!r}: use content, style or blend")
     if not 0.0 <= style_weight <= 1.0:
@@ -48,12 +51,14 @@ def look_search(store: Store, query: Query, k: int, *, mode: str, style_weight: 
     style_q, content_q = _query_vectors(store, query, enc, content_vector)
     if content_q is None and weight < 1.0:
         raise ImagesimError("blend search needs the content model; its weights are not available here")
-    n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k)
+    pool = pool_size(k, offset, sort)
+    n = max(MIN_CANDIDATES, CANDIDATES_PER_K * pool)
+    allowed = None if within is None else within.contents
     labels: set[int] = set()
     if weight > 0.0:
-        labels.update(store.search(STYLE, style_q[None, :], n)[0][0].tolist())
+        labels.update(store.search(STYLE, style_q[None, :], n, allowed=allowed)[0][0].tolist())
     if weight < 1.0 and content_q is not None:
-        labels.update(store.search(CONTENT, content_q[None, :], n)[0][0].tolist())
+        labels.update(store.search(CONTENT, content_q[None, :], n, allowed=allowed)[0][0].tolist())
     if not labels:
         return []
     cand = np.asarray(sorted(labels), dtype=np.int64)
@@ -72,23 +77,15 @@ def look_search(store: Store, query: Query, k: int, *, mode: str, style_weight: 
         c = content_scores.get(lb, -1.0)
         return weight * s + (1.0 - weight) * c if content_scores else s
 
-    ranked = sorted((lb for lb in cand.tolist() if lb in style_scores), key=lambda lb: (-combined(lb), lb))
-    return _expand(store, ranked[:k], k, combined, style_scores, content_scores, block_of)
+    ranked = sorted((lb for lb in cand.tolist() if lb in style_scores), key=lambda lb: (-combined(lb), lb))[:pool]
 
-
-def _expand(store: Store, ranked: list[int], k: int, combined: Callable[[int], float],
-            style_scores: dict[int, float], content_scores: dict[int, float],
-            block_of: dict[int, dict[str, float]]) -> list[Match]:
-    with store.lock:
-        paths = store.catalog.paths_for(ranked)
-    out: list[Match] = []
-    for lb in ranked:
+    def detail(lb: int) -> dict[str, object]:
         c = content_scores.get(lb)
-        s = style_scores[lb]
-        why = explain(block_of[lb], c)
-        for path in paths.get(lb, []):
-            out.append(Match(path, _clip(combined(lb)), None if c is None else _clip(c), _clip(s), why))
-    return out[:k]
+        return {"content_score": None if c is None else _clip(c), "style_score": _clip(style_scores[lb]),
+                "why": explain(block_of[lb], c)}
+
+    return expand(store, np.asarray(ranked, dtype=np.int64), np.asarray([combined(lb) for lb in ranked]), k,
+                  offset=offset, within=within, sort=sort, detail=detail)
 
 
 def _clip(x: float) -> float:

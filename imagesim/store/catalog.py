@@ -98,19 +98,19 @@ class Catalog:
             version = self.meta("schema_version") if "meta" in user_tables(self.conn) else None
             if check:
                 problem = next(iter(self.problems(limit=1)), None)
-                if problem is not None and version == "1" and problem.startswith("schema"):
+                if problem is not None and version in ("1", "2") and problem.startswith("schema"):
                     problem = None  # checked again after the upgrade below
                 if problem is not None:
                     raise sqlite3.DatabaseError(problem)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged header can break text decoding
             raise damaged(path, exc) from None
         if not check and not (version or "").isdigit():  # repair mends a damaged version row; judge by the columns
-            version = str(SCHEMA_VERSION) if CRC in [r[1] for r in self.conn.execute("PRAGMA table_info(meta)")] \
-                else "1"
+            version = ("1" if CRC not in [r[1] for r in self.conn.execute("PRAGMA table_info(meta)")] else
+                       str(SCHEMA_VERSION) if "photo_info" in user_tables(self.conn) else "2")
         if version is None or not version.isdigit() or int(version) > SCHEMA_VERSION:
             raise StoreError(f"catalog {path} has schema version {version}; this imagesim reads {SCHEMA_VERSION}")
-        if int(version) < 2:
-            self._add_checksums()
+        if int(version) < SCHEMA_VERSION:
+            self._upgrade(int(version))
             if check and (problem := next(iter(self.problems(limit=1)), None)) is not None:
                 raise damaged(path, sqlite3.DatabaseError(problem))
 
@@ -122,14 +122,17 @@ class Catalog:
         self.conn.execute("PRAGMA secure_delete=ON")  # deleted rows (face data) leave no bytes behind
         self.conn.execute("PRAGMA foreign_keys=ON")
 
-    def _add_checksums(self) -> None:
-        """Schema 1 -> 2: add the `_crc` column and its triggers to every table and fill it, in one transaction."""
+    def _upgrade(self, version: int) -> None:
+        """Bring an older catalog to this schema in one transaction. 1 -> 2: add the `_crc` column and its triggers
+        to every table and fill it; 2 -> 3: the new core tables (photo_info, filled by the next index run)."""
         with self.transaction():
-            for t in user_tables(self.conn):
-                self.conn.execute(f"ALTER TABLE {t} ADD COLUMN {CRC} INTEGER")
-            add_checksum_triggers(self.conn)
-            for t in user_tables(self.conn):
-                self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
+            if version < 2:
+                for t in user_tables(self.conn):
+                    self.conn.execute(f"ALTER TABLE {t} ADD COLUMN {CRC} INTEGER")
+                add_checksum_triggers(self.conn)
+                for t in user_tables(self.conn):
+                    self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
+            create_schema(self.conn, SCHEMA)  # IF NOT EXISTS: only what this version added
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def has_tables(self, table_set: str) -> bool:

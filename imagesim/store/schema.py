@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import StoreError, first_line
 
-SCHEMA_VERSION = 2  # 2: row checksums
+SCHEMA_VERSION = 3  # 2: row checksums; 3: photo_info (date, camera, place: what filters read)
 
 # The core tables, always present: owned by `catalog.Catalog`.
 SCHEMA = """
@@ -45,6 +45,16 @@ CREATE TABLE IF NOT EXISTS index_files(
     space TEXT PRIMARY KEY, generation INTEGER NOT NULL, filename TEXT NOT NULL, size INTEGER NOT NULL,
     crc32 INTEGER NOT NULL, elements INTEGER NOT NULL, labels_sum INTEGER NOT NULL, fingerprint TEXT NOT NULL,
     _crc INTEGER);
+CREATE TABLE IF NOT EXISTS photo_info(
+    content_id INTEGER PRIMARY KEY REFERENCES contents(id) ON DELETE CASCADE,
+    taken_utc REAL, taken_local TEXT, taken_source TEXT NOT NULL,
+    make TEXT, model TEXT, lat REAL, lon REAL, width INTEGER, height INTEGER, orientation INTEGER, format TEXT,
+    country_code TEXT, country TEXT, state TEXT, county TEXT, city TEXT, _crc INTEGER);
+CREATE INDEX IF NOT EXISTS photo_info_by_local ON photo_info(taken_local);
+CREATE INDEX IF NOT EXISTS photo_info_by_utc ON photo_info(taken_utc);
+CREATE INDEX IF NOT EXISTS photo_info_by_lat ON photo_info(lat);
+CREATE INDEX IF NOT EXISTS photo_info_by_city ON photo_info(city COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS photo_info_by_country ON photo_info(country COLLATE NOCASE);
 """
 
 # What `imagesim repair` drops from the core tables when it points at nothing, as (table, WHERE); `{own}` stands for
@@ -54,6 +64,7 @@ CORE_ORPHANS = (
     ("vectors", "space NOT IN (SELECT name FROM spaces)"),
     ("vectors", "{own} AND content_id NOT IN (SELECT id FROM contents)"),
     ("index_files", "space NOT IN (SELECT name FROM spaces)"),
+    ("photo_info", "content_id NOT IN (SELECT id FROM contents)"),
 )
 
 # Row checksums. SQLite keeps no page checksums, so damage that leaves its b-trees valid (a flipped byte inside a
