@@ -26,7 +26,7 @@ from bench.style_looks import FAMILIES, instances
 # Indexing cost before/after, measured once (the old encoder is not in this tree): 22ec083's imagesim/ unpacked with
 # `git archive 22ec083 imagesim | tar -x -C OLD`, its StyleEncoder (version 4) and this one timed alternately on the
 # same 200 tuning-split photos, one photo per call, twice over, with other jobs running: medians in ms (old, new).
-ENCODE_MS_BEFORE = (40.9, 76.8)
+ENCODE_MS_OLD_NEW = (36.0, 65.7)
 # The same old encoder on this benchmark's two splits (P@10 tuning, held-out; weakest held-out family and its figure).
 BEFORE = (0.594, 0.591, "teal-orange / split tone", 0.119)
 SPLITS = {"tuning": 1, "held-out": 2}  # split -> seed of its parameter draws (photos are split by class halves)
@@ -139,6 +139,7 @@ def main(argv: list[str]) -> int:
             for fi, fam in enumerate(FAMILIES)]
     held = results["held-out"]["style"]
     weakest = int(np.argmin(held))
+    old_ms, new_ms = ENCODE_MS_OLD_NEW
     cmd = f"python -m bench style{' --quick' if args.quick else ''}"
     md = f"""## Style search (flowers17, {len(FAMILIES)} families of looks)
 
@@ -148,12 +149,11 @@ stratified so instances differ), {per_look} photos per instance across all 17 cl
 different families, {n_images} styled images per split, every image queried once. Precision@10 = share of the 10
 nearest (query excluded) with the same look *instance* on a different photo. The **tuning** split is the one the
 encoder's whitening is learned on (`python -m bench.calibrate_style`); the **held-out** split has other photos
-(the other half of each class) and other parameter draws, and was never used to build or tune anything. Baseline:
+(the other half of each class) and other parameter draws, and the encoder never learns from it. Baseline:
 joint RGB colour histogram (8x8x8 bins, Hellinger, cosine). Style encoding: {ms:.1f} ms per 256 px photo (median over
 both splits, one thread, measured with other jobs running on the machine). Indexing cost of the style encoder, before
-(version 4, 216 dims) and after (version 5, 334 dims), timed interleaved on the same 200 photos under the same load:
-{ENCODE_MS_BEFORE[0]:.1f} ms and {ENCODE_MS_BEFORE[1]:.1f} ms per photo
-(x{ENCODE_MS_BEFORE[1] / ENCODE_MS_BEFORE[0]:.1f}).
+(version 4, 216 dims) and after (version 5, {enc.dim} dims), timed interleaved on the same 200 photos under the same
+load: {old_ms:.1f} ms and {new_ms:.1f} ms per photo (x{new_ms / old_ms:.1f}).
 
 | family | style P@10 tuning | style P@10 **held-out** | histogram tuning | histogram held-out |
 |---|---|---|---|---|
@@ -164,6 +164,15 @@ both splits, one thread, measured with other jobs running on the machine). Index
 Weakest family held out: {FAMILIES[weakest].name} ({held[weakest]:.3f}). The previous style encoder (version 4,
 statistics whitened on untouched photos) on the same splits: {BEFORE[0]:.3f} tuning, {BEFORE[1]:.3f} held-out, weakest
 family {BEFORE[2]} ({BEFORE[3]:.3f}).
+
+How far the held-out split is untouched: the encoder's choices (shrinkage, number of discriminant directions, share
+of the discriminant part, which statistics to keep) were made by cross-validation inside the tuning split, but the
+held-out figures were read during development, and once they shaped the benchmark: in its first version five
+families (HDR, oil, watercolour, day for night, pencil sketch) drew instances that differed in one amount only and
+looked alike, which the held-out confusions showed; their instances now differ in several parameters at once (see
+`bench/style_looks.py`). On that first version the previous encoder scored 0.530 held-out, this one (as it then was)
+0.687. Most remaining errors are colour grades (LUT, split tone, film, high/low key) taken for one another: a grade laid
+over a photo's own colours is hard to tell from a similar grade over other colours with global statistics.
 """
     write_section("style", md, {"precision_at_10": means, "per_family": {
         split: {fam.name: {m: r[m][fi] for m in r} for fi, fam in enumerate(FAMILIES)} for split, r in results.items()},

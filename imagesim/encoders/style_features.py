@@ -1,6 +1,6 @@
 """The style encoder's raw features: hand-made statistics of how a photo looks, in four blocks (no weights).
 
-colour (palette, grade per tone band, where colour sits in the frame), tone (the tone curve, per channel, and how
+colour (palette, the grade per tone band: tint, channel curves, gamut), tone (the tone curve, per channel, and how
 light falls off towards the edges), texture (grain, noise colour, band energies, the spectrum: halftone screens and
 pixel grids are periodic), rendering (posterised palettes, flat areas, outlines, strokes). `style.py` standardises
 and whitens them.
@@ -22,7 +22,7 @@ BLOCKS: dict[str, str] = {
     "texture": "texture/grain",
     "rendering": "rendering",
 }
-RINGS = 4  # concentric rings for the light and colour fall-off towards the edges (vignettes)
+RINGS = 4  # concentric rings for the light's fall-off towards the edges (vignettes)
 
 
 def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -95,6 +95,11 @@ def _colour(lab: np.ndarray, rgb: np.ndarray) -> Parts:
     for i in range(5):
         sel = band == i
         stats += [float(np.median(a[sel])), float(np.median(b[sel]))] if sel.sum() > 16 else [0.0, 0.0]
+    # the gamut in shadows, mid-tones and highlights: where a and b spread to (a grade moves and squeezes it)
+    tone3 = np.minimum((L / (100 / 3)).astype(np.int32), 2)
+    for i in range(3):
+        sel = tone3 == i
+        stats += list(_pct(a[sel], [10, 90])) + list(_pct(b[sel], [10, 90])) if sel.sum() > 16 else [np.nan] * 4
     # the grade as a curve per channel: mean R, G, B and chroma in six brightness bands (a LUT moves these for every
     # photo the same way, a subject only a little)
     band6 = np.minimum((L / (100 / 6)).astype(np.int32), 5)
