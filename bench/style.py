@@ -1,8 +1,11 @@
 """Style benchmark: give flowers of different classes the same look; does style search find the look, not the flower?
 
-Each look is applied to a set of photos drawn across classes, and every photo gets two different looks, so each
-query's gallery holds its own photo in another look (the content trap). Precision@10 counts results with the
-query's look on a different photo. Baseline: a joint RGB colour histogram (8x8x8, Hellinger, cosine).
+Looks come from families with random parameters (`bench/style_looks.py`): each family draws a few instances, and an
+instance is the relevant set. Two splits with different photos AND different parameter draws: the tuning split (the
+one the encoder's whitening is learned on, `bench/calibrate_style.py`) and the held-out split (never used to build
+anything; README figures come from it). Every photo carries two looks of different families, so each query's
+gallery holds its own photo in another look (the content trap). Precision@10 counts results with the query's look
+instance on a different photo. Baseline: a joint RGB colour histogram (8x8x8, Hellinger, cosine).
 `python -m bench style [--quick]`.
 """
 
@@ -10,112 +13,78 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
-from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 from bench.flowers import flower_photos, thumbnail
 from bench.report import embed_timed, median, write_section
+from bench.style_looks import FAMILIES, instances
 
-# ---- looks: each maps an RGB photo to the same photo with that look ----------------------------------------------
-
-
-def _curve(img: Image.Image, fn: Callable[[np.ndarray], np.ndarray]) -> Image.Image:
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return Image.fromarray(np.clip(fn(arr) * 255 + 0.5, 0, 255).astype(np.uint8), "RGB")
-
-
-def _luma(arr: np.ndarray) -> np.ndarray:
-    return arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def sepia(img: Image.Image) -> Image.Image:
-    return _curve(img, lambda a: _luma(a)[..., None] ** 0.9 * np.array([1.0, 0.8, 0.55]) + np.array([0.06, 0.04, 0]))
+# Indexing cost before/after, measured once (the old encoder is not in this tree): 22ec083's imagesim/ unpacked with
+# `git archive 22ec083 imagesim | tar -x -C OLD`, its StyleEncoder (version 4) and this one timed alternately on the
+# same 200 tuning-split photos, one photo per call, twice over, with other jobs running: medians in ms (old, new).
+ENCODE_MS_OLD_NEW = (36.0, 65.7)
+# The same old encoder on this benchmark's two splits (P@10 tuning, held-out; weakest held-out family and its figure).
+BEFORE = (0.594, 0.591, "teal-orange / split tone", 0.119)
+SPLITS = {"tuning": 1, "held-out": 2}  # split -> seed of its parameter draws (photos are split by class halves)
+PER_FAMILY = 3  # look instances per family and split
+PER_LOOK = 14  # photos per look instance (even: every photo carries two looks)
 
 
-def teal_orange(img: Image.Image) -> Image.Image:
-    def grade(a: np.ndarray) -> np.ndarray:
-        y = _luma(a)[..., None]
-        tint = (1 - y) * np.array([-0.12, 0.05, 0.12]) + y * np.array([0.14, 0.03, -0.12])
-        return 0.5 + 1.15 * (a - 0.5) + tint
-    return _curve(img, grade)
+@dataclass
+class StyledSet:
+    """Styled images of one split: per image its look instance, the instance's family and the source photo."""
+
+    images: list[Image.Image]
+    looks: np.ndarray
+    families: np.ndarray
+    sources: np.ndarray
 
 
-def bw_contrast(img: Image.Image) -> Image.Image:
-    def curve(a: np.ndarray) -> np.ndarray:
-        y = _luma(a)
-        y = 1 / (1 + np.exp(-9 * (y - 0.5)))
-        return np.repeat(y[..., None], 3, axis=2)
-    return _curve(img, curve)
+def split_photos(split: str) -> list[Path]:
+    """The split's photos, classes round robin: the tuning split takes one half of each class (shuffled with a fixed
+    seed), the held-out split the other; both leave out the photos `calibrate_style` once used."""
+    photos = flower_photos(include_calibration=False)
+    by_class: dict[str, list[Path]] = {}
+    for p in photos:
+        by_class.setdefault(p.parent.name, []).append(p)
+    rng = np.random.default_rng(0)
+    halves = []
+    for c in sorted(by_class):
+        ps = list(by_class[c])
+        rng.shuffle(ps)  # type: ignore[arg-type]
+        half = len(ps) // 2
+        halves.append(ps[:half] if split == "tuning" else ps[half:])
+    longest = max((len(h) for h in halves), default=0)
+    return [h[i] for i in range(longest) for h in halves if i < len(h)]
 
 
-def film_grain(img: Image.Image) -> Image.Image:
-    rng = np.random.default_rng(zlib.crc32(img.tobytes()[:4096]))
-    def grain(a: np.ndarray) -> np.ndarray:
-        y = _luma(a)[..., None]
-        a = 0.7 * a + 0.3 * y  # film stocks are a little muted
-        return a + rng.normal(0, 0.09, a.shape[:2])[..., None]
-    return _curve(img, grain)
-
-
-def posterise(img: Image.Image) -> Image.Image:
-    return ImageOps.posterize(img, 2)
-
-
-def painterly(img: Image.Image) -> Image.Image:
-    out = img.filter(ImageFilter.ModeFilter(7)).filter(ImageFilter.MedianFilter(5))
-    return _curve(out, lambda a: 0.5 + 1.1 * (a - 0.5) + 0.35 * (a - _luma(a)[..., None]))
-
-
-def pencil_sketch(img: Image.Image) -> Image.Image:
-    grey = np.asarray(img.convert("L"), dtype=np.float32)
-    blur = np.asarray(ImageOps.invert(img.convert("L")).filter(ImageFilter.GaussianBlur(6)), dtype=np.float32)
-    dodge = np.clip(grey * 255.0 / np.maximum(255.0 - blur, 1.0), 0, 255)
-    return Image.fromarray(dodge.astype(np.uint8), "L").convert("RGB")
-
-
-def faded(img: Image.Image) -> Image.Image:
-    def fade(a: np.ndarray) -> np.ndarray:
-        y = _luma(a)[..., None]
-        a = 0.45 * a + 0.55 * y
-        return 0.22 + 0.6 * a + np.array([0.03, 0.01, -0.02])
-    return _curve(img, fade)
-
-
-def cool_night(img: Image.Image) -> Image.Image:
-    return _curve(img, lambda a: (a ** 1.6) * np.array([0.55, 0.75, 1.1]) + np.array([0, 0.02, 0.08]))
-
-
-def cross_process(img: Image.Image) -> Image.Image:
-    def cross(a: np.ndarray) -> np.ndarray:
-        r = 1 / (1 + np.exp(-8 * (a[..., 0] - 0.5)))
-        g = a[..., 1] ** 0.8
-        b = 0.2 + 0.55 * a[..., 2]
-        h, w = a.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w]
-        vignette = 1 - 0.55 * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2) * 2
-        return np.stack([r, g, b], axis=2) * vignette[..., None]
-    return _curve(img, cross)
-
-
-def high_key(img: Image.Image) -> Image.Image:
-    return _curve(img, lambda a: 1 - 0.6 * (1 - a) ** 1.8)
-
-
-def pixel_art(img: Image.Image) -> Image.Image:
-    small = img.resize((max(1, img.width // 10), max(1, img.height // 10)), Image.Resampling.BOX)
-    return ImageOps.posterize(small, 3).resize(img.size, Image.Resampling.NEAREST)
-
-
-LOOKS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "sepia": sepia, "teal-orange": teal_orange, "b&w contrast": bw_contrast, "film grain": film_grain,
-    "posterise": posterise, "painterly": painterly, "pencil sketch": pencil_sketch, "faded": faded,
-    "cool night": cool_night, "cross-process": cross_process, "high key": high_key, "pixel art": pixel_art,
-}
-
-# ---- baseline ------------------------------------------------------------------------------------------------------
+def build_split(split: str, per_family: int = PER_FAMILY, per_look: int = PER_LOOK, seed: int | None = None
+                ) -> StyledSet:
+    """The split's styled images (empty when flowers17 is absent). Photo i carries look i mod L and a look of another
+    family, shifted by a whole number of families that changes every L photos. `seed`: other parameter draws over
+    the same photos (calibration's validation)."""
+    looks = instances(per_family, SPLITS[split] if seed is None else seed)
+    n_looks, n_fam = len(looks), len(FAMILIES)
+    n_photos = n_looks * per_look // 2
+    photos = split_photos(split)[:n_photos]
+    if len(photos) < n_photos:
+        return StyledSet([], np.zeros(0, int), np.zeros(0, int), np.zeros(0, int))
+    images: list[Image.Image] = []
+    look_ids, fams, sources = [], [], []
+    for i, path in enumerate(photos):
+        thumb = thumbnail(path)
+        first = i % n_looks
+        for li in (first, (first + per_family * (1 + (i // n_looks) % (n_fam - 1))) % n_looks):
+            fam, look = looks[li]
+            images.append(look(thumb))
+            look_ids.append(li)
+            fams.append(fam)
+            sources.append(i)
+    return StyledSet(images, np.asarray(look_ids), np.asarray(fams), np.asarray(sources))
 
 
 def colour_histogram(img: Image.Image) -> np.ndarray:
@@ -123,36 +92,6 @@ def colour_histogram(img: Image.Image) -> np.ndarray:
     codes = arr[..., 0].astype(np.int32) * 64 + arr[..., 1] * 8 + arr[..., 2]
     h = np.sqrt(np.bincount(codes.ravel(), minlength=512) / codes.size)
     return (h / max(np.linalg.norm(h), 1e-12)).astype(np.float32)
-
-
-# ---- the run -------------------------------------------------------------------------------------------------------
-
-
-def build_set(per_look: int, seed: int = 0) -> tuple[list[Image.Image], list[int], list[int]]:
-    """Styled images, their look index and source photo index. Every photo carries two looks."""
-    photos = flower_photos(include_calibration=False)
-    if not photos:
-        return [], [], []
-    rng = np.random.default_rng(seed)
-    n_looks = len(LOOKS)
-    n_photos = per_look * n_looks // 2
-    by_class: dict[str, list] = {}
-    for p in photos:
-        by_class.setdefault(p.parent.name, []).append(p)
-    classes = sorted(by_class)
-    for c in classes:
-        rng.shuffle(by_class[c])
-    chosen = [by_class[classes[i % len(classes)]][i // len(classes)] for i in range(n_photos)]  # classes round robin
-    images, looks, sources = [], [], []
-    look_fns = list(LOOKS.values())
-    for i, path in enumerate(chosen):
-        thumb = thumbnail(path)
-        # photo i gets looks i and i + n_looks // 2 + something: two different looks, spread over all of them
-        for look in (i % n_looks, (i + 1 + (i // n_looks) % (n_looks - 1)) % n_looks):
-            images.append(look_fns[look](thumb))
-            looks.append(look)
-            sources.append(i)
-    return images, looks, sources
 
 
 def precision_at(vectors: np.ndarray, looks: np.ndarray, sources: np.ndarray, k: int = 10) -> np.ndarray:
@@ -164,73 +103,82 @@ def precision_at(vectors: np.ndarray, looks: np.ndarray, sources: np.ndarray, k:
     return good.mean(axis=1)
 
 
+def per_family(p: np.ndarray, families: np.ndarray) -> list[float]:
+    return [float(p[families == fi].mean()) for fi in range(len(FAMILIES))]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench style")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--per-look", type=int, default=None, help="photos per look (default 30; quick 12)")
+    parser.add_argument("--quick", action="store_true", help="2 instances per family, 10 photos per look")
     args = parser.parse_args(argv)
-    per_look = args.per_look or (12 if args.quick else 30)
+    per_fam, per_look = (2, 10) if args.quick else (PER_FAMILY, PER_LOOK)
 
     from imagesim.encoders.style import StyleEncoder
 
-    images, looks_l, sources_l = build_set(per_look)
-    if not images:
-        print("flowers17 not found: skipped")
-        return 0
-    looks, sources = np.asarray(looks_l), np.asarray(sources_l)
     enc = StyleEncoder()
-    style_vecs, times = embed_timed(enc, images)
-    hist_vecs = np.stack([colour_histogram(img) for img in images])
-    p_style = precision_at(style_vecs, looks, sources)
-    p_hist = precision_at(hist_vecs, looks, sources)
-    # ablations: the same features without the per-block covariance whitening, and one block at a time
-    from dataclasses import replace
-
-    from imagesim.encoders import normalize
-    from imagesim.encoders.style import raw_features
-
-    raws = [raw_features(img) for img in images]
-    plain = StyleEncoder({k: replace(b, matrix=None) for k, b in enc.stats.items()})
-    ablations = {"per-feature standardisation only (no block whitening)":
-                 precision_at(normalize(np.stack([plain.whiten(r) for r in raws])), looks, sources).mean()}
-    for block, sl in enc.slices.items():
-        ablations[f"{block} block alone"] = precision_at(normalize(style_vecs[:, sl]), looks, sources).mean()
-    names = list(LOOKS)
-    rows = []
-    per_look_data = {}
-    for li, name in enumerate(names):
-        sel = looks == li
-        per_look_data[name] = {"style": float(p_style[sel].mean()), "histogram": float(p_hist[sel].mean())}
-        rows.append(f"| {name} | {p_style[sel].mean():.3f} | {p_hist[sel].mean():.3f} |")
+    results: dict[str, dict[str, list[float]]] = {}
+    means: dict[str, dict[str, float]] = {}
+    times: list[float] = []
+    n_images = 0
+    for split in SPLITS:
+        data = build_split(split, per_fam, per_look)
+        if not data.images:
+            print("flowers17 not found: skipped")
+            return 0
+        vecs, t = embed_timed(enc, data.images)
+        times += t
+        n_images = len(data.images)
+        hist = np.stack([colour_histogram(img) for img in data.images])
+        p_style = precision_at(vecs, data.looks, data.sources)
+        p_hist = precision_at(hist, data.looks, data.sources)
+        results[split] = {"style": per_family(p_style, data.families), "histogram": per_family(p_hist, data.families)}
+        means[split] = {"style": float(p_style.mean()), "histogram": float(p_hist.mean())}
     ms = 1000 * median(times)
-    md = f"""## Style search (flowers17, {len(LOOKS)} looks)
+    rows = [f"| {fam.name} | {results['tuning']['style'][fi]:.3f} | {results['held-out']['style'][fi]:.3f} | "
+            f"{results['tuning']['histogram'][fi]:.3f} | {results['held-out']['histogram'][fi]:.3f} |"
+            for fi, fam in enumerate(FAMILIES)]
+    held = results["held-out"]["style"]
+    weakest = int(np.argmin(held))
+    old_ms, new_ms = ENCODE_MS_OLD_NEW
+    cmd = f"python -m bench style{' --quick' if args.quick else ''}"
+    md = f"""## Style search (flowers17, {len(FAMILIES)} families of looks)
 
-`python -m bench style{' --quick' if args.quick else ''}`: {len(images)} styled images ({per_look} per look,
-{len(images) // 2} photos across all 17 classes, each photo in two looks), every image queried once. Precision@10 =
-share of the 10 nearest (query excluded) with the same look on a different photo. Baseline: joint RGB colour
-histogram (8x8x8 bins, Hellinger, cosine). Style encoding: {ms:.1f} ms per 256 px photo (median, one thread).
+`{cmd}`: {len(FAMILIES)} families of looks (`bench/style_looks.py`), {per_fam} random instances of each per split
+(an instance is one draw of the family's parameters: which inks, which dot size...; the family's main parameter is
+stratified so instances differ), {per_look} photos per instance across all 17 classes, every photo in two looks of
+different families, {n_images} styled images per split, every image queried once. Precision@10 = share of the 10
+nearest (query excluded) with the same look *instance* on a different photo. The **tuning** split is the one the
+encoder's whitening is learned on (`python -m bench.calibrate_style`); the **held-out** split has other photos
+(the other half of each class) and other parameter draws, and the encoder never learns from it. Baseline:
+joint RGB colour histogram (8x8x8 bins, Hellinger, cosine). Style encoding: {ms:.1f} ms per 256 px photo (median over
+both splits, one thread, measured with other jobs running on the machine). Indexing cost of the style encoder, before
+(version 4, 216 dims) and after (version 5, {enc.dim} dims), timed interleaved on the same 200 photos under the same
+load: {old_ms:.1f} ms and {new_ms:.1f} ms per photo (x{new_ms / old_ms:.1f}).
 
-| look | style encoder P@10 | colour histogram P@10 |
-|---|---|---|
+| family | style P@10 tuning | style P@10 **held-out** | histogram tuning | histogram held-out |
+|---|---|---|---|---|
 {chr(10).join(rows)}
-| **mean** | **{p_style.mean():.3f}** | **{p_hist.mean():.3f}** |
+| **mean** | **{means['tuning']['style']:.3f}** | **{means['held-out']['style']:.3f}** | \
+**{means['tuning']['histogram']:.3f}** | **{means['held-out']['histogram']:.3f}** |
 
-Looks below 0.8: {', '.join(n for n, d in per_look_data.items() if d['style'] < 0.8) or 'none'} (teal-orange is a mild
-split-tone grade laid over each flower's own colours; its nearest wrong looks are film grain and painterly, which also
-keep the subject's colours).
+Weakest family held out: {FAMILIES[weakest].name} ({held[weakest]:.3f}). The previous style encoder (version 4,
+statistics whitened on untouched photos) on the same splits: {BEFORE[0]:.3f} tuning, {BEFORE[1]:.3f} held-out, weakest
+family {BEFORE[2]} ({BEFORE[3]:.3f}).
 
-Ablations (mean P@10; the whitening statistics come from 117 untouched photos that the benchmark leaves out, see
-`bench/calibrate_style.py`):
-
-| variant | P@10 |
-|---|---|
-| style encoder as shipped | {p_style.mean():.3f} |
-{chr(10).join(f"| {name} | {value:.3f} |" for name, value in ablations.items())}
+How far the held-out split is untouched: the encoder's choices (shrinkage, number of discriminant directions, share
+of the discriminant part, which statistics to keep) were made by cross-validation inside the tuning split, but the
+held-out figures were read during development, and once they shaped the benchmark: in its first version nine
+families drew instances that differed in one amount only and often looked alike, which the held-out confusions and
+contact sheets showed; now HDR, oil, watercolour, day for night and pencil sketch instances differ in several
+parameters at once, posterize and pixel art draw palette and pixel sizes on a geometric scale, and faded pastel and
+high/low key draw their tint's hue per instance (see `bench/style_looks.py`). On that first version the previous
+encoder scored 0.530 held-out, this one (as it then was) 0.687. Most remaining errors are colour grades (LUT, split
+tone, film, high/low key) taken for one another: a grade laid over a photo's own colours is hard to tell from a
+similar grade over other colours with global statistics.
 """
-    write_section("style", md, {"precision_at_10": {"style": float(p_style.mean()), "histogram": float(p_hist.mean())},
-                                "per_look": per_look_data, "images": len(images), "encode_ms_median": ms,
-                                "ablations": {k: float(v) for k, v in ablations.items()},
-                                "quick": args.quick})
+    write_section("style", md, {"precision_at_10": means, "per_family": {
+        split: {fam.name: {m: r[m][fi] for m in r} for fi, fam in enumerate(FAMILIES)} for split, r in results.items()},
+        "images_per_split": n_images, "encode_ms_median": ms, "quick": args.quick})
     print(md)
     return 0
 

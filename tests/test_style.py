@@ -12,7 +12,7 @@ from PIL import Image, ImageFilter, ImageOps
 from imagesim.cli import main
 from imagesim.config import Settings
 from imagesim.encoders import create_encoder
-from imagesim.encoders.style import BLOCKS, StyleEncoder
+from imagesim.encoders.style import BLOCKS, StyleEncoder, StyleStats
 from imagesim.errors import ImagesimError
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
@@ -46,6 +46,15 @@ def scene(seed: int) -> Image.Image:
     base = np.asarray(photo(seed, (192, 144)), dtype=np.float32)
     texture = np.random.default_rng(seed + 100).normal(0, 6, base.shape[:2])[..., None]
     return Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8), "RGB")
+
+
+def scene_folder(tmp_path: Path, n: int) -> Path:
+    """A folder of `n` scenes, p0.png ... """
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(n):
+        scene(seed).save(folder / f"p{seed}.png")
+    return folder
 
 
 # ---- the encoder -----------------------------------------------------------------------------------------------------
@@ -138,10 +147,7 @@ def test_blend_weight_endpoints_match_content_and_style_rankings(styled_gallery,
 
 def test_content_search_is_unchanged_by_the_style_space(tmp_path: Path, tiny_spec, tiny_encoder) -> None:
     """Pinned: default search returns the same paths and scores, JSON keys {path, score}, with or without style."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for seed in range(6):
-        scene(seed).save(folder / f"p{seed}.png")
+    folder = scene_folder(tmp_path, 6)
     only_content, with_style = tmp_path / "a", tmp_path / "b"
     run_index(Settings.for_db(only_content, model=tiny_spec, threads=1), [folder], progress=False,
               encoders=[tiny_encoder])
@@ -155,10 +161,7 @@ def test_content_search_is_unchanged_by_the_style_space(tmp_path: Path, tiny_spe
 
 
 def test_a_database_from_before_the_style_space_gets_style_vectors(tmp_path: Path, tiny_spec, tiny_encoder) -> None:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for seed in range(5):
-        scene(seed).save(folder / f"p{seed}.png")
+    folder = scene_folder(tmp_path, 5)
     db = tmp_path / "db"
     settings = Settings.for_db(db, model=tiny_spec, threads=1)
     run_index(settings, [folder], progress=False, encoders=[tiny_encoder])
@@ -189,13 +192,63 @@ def test_cli_style_and_blend_json(styled_gallery, tiny_spec, capsys: pytest.Capt
     assert "content only" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_style_search_beats_a_colour_histogram_on_real_photos(datasets: Path) -> None:
-    from bench.style import build_set, colour_histogram, precision_at
+def test_an_index_made_by_an_older_style_encoder_re_encodes_only_the_style_space(tmp_path: Path, tiny_spec,
+                                                                                  tiny_encoder) -> None:
+    """A new style version (other dim and fingerprint): search says to re-index; `imagesim index` redoes style
+    alone."""
+    folder = scene_folder(tmp_path, 4)
+    db = tmp_path / "db"
+    settings = Settings.for_db(db, model=tiny_spec, threads=1)
+    current = StyleEncoder()
+    older = StyleEncoder(StyleStats(current.stats.blocks))  # no learned maps: another dim and fingerprint
+    assert (older.dim, older.fingerprint()) != (current.dim, current.fingerprint())
+    run_index(settings, [folder], progress=False, encoders=[tiny_encoder, older])
+    with Gallery.open(db, model=tiny_spec) as g:
+        with pytest.raises(ImagesimError, match="older style encoder"):
+            g.search(folder / "p0.png", mode="style")
+        content_before = g.store.catalog.vectors("content")
 
-    images, looks, sources = build_set(per_look=8)
-    vecs = StyleEncoder().embed_images(images)
-    hist = np.stack([colour_histogram(img) for img in images])
-    ours = precision_at(vecs, np.asarray(looks), np.asarray(sources), k=5).mean()
-    baseline = precision_at(hist, np.asarray(looks), np.asarray(sources), k=5).mean()
-    assert ours >= 0.8 and ours > baseline + 0.05, (ours, baseline)
+    class Counting(StyleEncoder):
+        calls = 0
+
+        def embed_images(self, images):  # type: ignore[no-untyped-def]
+            Counting.calls += len(images)
+            return super().embed_images(images)
+
+    run_index(settings, [folder], progress=False, encoders=[tiny_encoder, Counting()])
+    with Gallery.open(db, model=tiny_spec) as g:
+        assert g.store.catalog.space("style").dim == current.dim
+        assert len(g.search(folder / "p0.png", k=4, mode="style")) == 4
+        assert np.array_equal(content_before[1], g.store.catalog.vectors("content")[1])
+    assert Counting.calls == 4
+
+
+def test_every_benchmark_family_draws_distinct_deterministic_looks() -> None:
+    """Each family of bench/style_looks.py changes a photo, the same way every time, and its instances differ."""
+    from bench.style_looks import FAMILIES, instances
+
+    img = scene(7)
+    base = np.asarray(img, dtype=np.float32)
+    first, again = instances(2, seed=5), instances(2, seed=5)
+    for (fam, look), (_, look_again) in zip(first, again, strict=True):
+        out = look(img)
+        assert out.size == img.size and out.mode == "RGB"
+        assert np.abs(np.asarray(out, np.float32) - base).mean() > 2, FAMILIES[fam].name
+        assert np.array_equal(np.asarray(out), np.asarray(look_again(img))), FAMILIES[fam].name
+    for fi, fam in enumerate(FAMILIES):
+        a, b = (look(img) for f, look in first if f == fi)
+        assert not np.array_equal(np.asarray(a), np.asarray(b)), fam.name
+
+
+@pytest.mark.slow
+def test_style_search_on_held_out_looks_beats_a_colour_histogram(datasets: Path) -> None:
+    """The held-out split (photos and parameter draws the encoder never saw), smaller than the benchmark's."""
+    from bench.style import build_split, colour_histogram, precision_at
+
+    data = build_split("held-out", per_family=2, per_look=10)
+    vecs = StyleEncoder().embed_images(data.images)
+    hist = np.stack([colour_histogram(img) for img in data.images])
+    ours = precision_at(vecs, data.looks, data.sources).mean()
+    baseline = precision_at(hist, data.looks, data.sources).mean()
+    # 10 photos per look: at most 9 of the 10 nearest can be right (0.9); measured 0.73 against the histogram's 0.52
+    assert ours >= 0.7 and ours > baseline + 0.15, (ours, baseline)

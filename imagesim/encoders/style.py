@@ -1,11 +1,12 @@
 """The style encoder: how a photo looks (palette, tone, texture, rendering), not what it shows. No weights.
 
-Hand-made statistics in four blocks. Each feature is standardised with robust statistics of ordinary photos and
-squashed so no single extreme feature dominates; each block is then whitened with the (shrunk) covariance of those
-photos, so what varies among ordinary photos (mostly their subjects) counts less than what a look changes. The
-statistics live in `style_stats.npz` (written by `python -m bench.calibrate_style`). The vector is L2-normalised.
-Because the blocks sit at known offsets, `block_similarities` tells which parts of the look two photos share;
-search uses it to explain a match.
+Hand-made statistics in four blocks (`style_features.py`). Each feature is standardised with robust statistics and
+squashed so no single extreme feature dominates. Then what was learned from the style benchmark's tuning split (photos
+of different subjects given the same look, `python -m bench.calibrate_style`, stored in `style_stats.npz`): the
+features are whitened by their covariance *within one look*, so what varies with the subject counts less, and
+projected onto the directions along which looks differ (linear discriminant analysis). Behind those coordinates the
+vector carries the four blocks, each whitened on its own, at known offsets: `block_similarities` tells which parts of
+the look two photos share, and search uses it to explain a match. The vector is L2-normalised.
 """
 
 from __future__ import annotations
@@ -21,198 +22,15 @@ import numpy as np
 from PIL import Image
 
 from . import Encoder, normalize, register
+from .style_features import BLOCKS, SIDE, histogram_mask, prepare, raw_features
 
-SIDE = 256  # photos are described at this longer side: texture statistics depend on scale
-VERSION = 4
+__all__ = ["BLOCKS", "SIDE", "BlockStats", "StyleEncoder", "StyleStats", "histogram_mask", "load_stats", "prepare",
+           "raw_features", "stats_arrays"]
 
-# Block name -> what a user calls it (used in explanations). The order is the layout of the vector.
-BLOCKS: dict[str, str] = {
-    "colour": "colour palette",
-    "tone": "tone curve",
-    "texture": "texture/grain",
-    "rendering": "rendering",
-}
+VERSION = 5  # 5: look families, within-look whitening, spectrum/grain/vignette/blockiness statistics
 BLOCK_WEIGHTS = {"colour": 1.0, "tone": 1.0, "texture": 1.0, "rendering": 1.0}
+LOOK_SHARE = 0.8  # share of the squared length for the discriminant part (CV in the tuning split: 0.7-1.0 tried)
 SQUASH = 8.0  # z-scores are squashed with SQUASH * tanh(z / SQUASH): strong looks stay strong, none explode
-
-
-def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB in [0, 1] (h, w, 3) -> CIE Lab (D65)."""
-    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    m = np.array([[0.4124 / 0.95047, 0.3576 / 0.95047, 0.1805 / 0.95047],
-                  [0.2126, 0.7152, 0.0722],
-                  [0.0193 / 1.08883, 0.1192 / 1.08883, 0.9505 / 1.08883]], dtype=np.float32)
-    xyz = lin @ m.T
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    lab = np.empty_like(xyz)
-    lab[..., 0] = 116.0 * f[..., 1] - 16.0
-    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
-    return lab
-
-
-def prepare(img: Image.Image, side: int = SIDE) -> np.ndarray:
-    """RGB float32 in [0, 1] with the longer side at most `side` (downscaled only, so nothing is invented)."""
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if min(img.size) < 16:  # a thumbnail-sized or 1-pixel image still gets every statistic, none undefined
-        img = img.resize((max(16, img.width), max(16, img.height)), Image.Resampling.NEAREST)
-    if max(img.size) > side:
-        scale = side / max(img.size)
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img, dtype=np.float32) / 255.0
-
-
-def _pct(values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    """Percentiles by selection (O(n)), several times faster than np.percentile's full sort."""
-    flat = values.ravel()
-    kth = np.clip(np.round(np.asarray(qs) / 100.0 * (flat.size - 1)).astype(np.int64), 0, flat.size - 1)
-    return np.partition(flat, kth)[kth]
-
-
-def _bins(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
-    return np.clip(((values - lo) * (bins / (hi - lo))).astype(np.int32), 0, bins - 1).ravel()
-
-
-def _hist(values: np.ndarray, bins: int, lo: float, hi: float, weights: np.ndarray | None = None) -> np.ndarray:
-    """Square-rooted histogram as a share of pixels (Hellinger: small bins still count); bincount is fast."""
-    h = np.bincount(_bins(values, bins, lo, hi), weights=None if weights is None else weights.ravel(), minlength=bins)
-    return np.sqrt(h / max(values.size, 1))
-
-
-Parts = tuple[list[np.ndarray], list[np.ndarray]]  # (statistics, histograms) of one block
-
-
-def _colour(lab: np.ndarray, rgb: np.ndarray) -> Parts:
-    L, a, b = lab[..., 0].ravel(), lab[..., 1].ravel(), lab[..., 2].ravel()
-    chroma = np.hypot(a, b)
-    hue = np.arctan2(b, a)
-    shadows, highlights = L < _pct(L, [25])[0], L > _pct(L, [75])[0]
-    r, g, bl = rgb[..., 0].ravel(), rgb[..., 1].ravel(), rgb[..., 2].ravel()
-    rg, yb = r - g, 0.5 * (r + g) - bl
-    colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
-    stats = [a.mean(), b.mean(), a.std(), b.std(), *_pct(chroma, [25, 50, 90]), chroma.std(),
-             a[shadows].mean() if shadows.any() else 0.0, b[shadows].mean() if shadows.any() else 0.0,
-             a[highlights].mean() if highlights.any() else 0.0, b[highlights].mean() if highlights.any() else 0.0,
-             100 * colourfulness]
-    # colour dimensionality: a monochrome grade (B&W, sepia, duotone) puts all pixels on one line in RGB
-    flat_rgb = rgb.reshape(-1, 3) - rgb.reshape(-1, 3).mean(axis=0)
-    cov = flat_rgb.T @ flat_rgb / len(flat_rgb) + np.eye(3, dtype=np.float32) * 1e-6
-    eig = np.sort(np.linalg.eigvalsh(cov))[::-1]
-    stats += [np.log(eig[1] / eig[0]), np.log(eig[2] / eig[0]), np.log(eig[0])]
-    # the tint of each tone band (median is robust to the subject's own colours): grades tint bands, subjects don't
-    band = np.minimum((L / 20).astype(np.int32), 4)
-    for i in range(5):
-        sel = band == i
-        stats += [float(np.median(a[sel])), float(np.median(b[sel]))] if sel.sum() > 16 else [0.0, 0.0]
-    # hue histogram weighted by chroma: a grey photo has (almost) none, a graded one a narrow peak
-    hue_hist = _hist(hue, 12, -np.pi, np.pi, weights=np.minimum(chroma, 60) / 60)
-    ab_hist = np.bincount(_bins(a, 6, -48, 48) * 6 + _bins(b, 6, -48, 48), minlength=36)
-    q = (np.minimum(rgb, 0.999) * 4).astype(np.int32)  # the palette itself: a coarse joint RGB histogram
-    rgb_hist = np.sqrt(np.bincount((q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel(), minlength=64) / L.size)
-    return [np.asarray(stats, np.float32)], [hue_hist, np.sqrt(ab_hist / L.size), rgb_hist]
-
-
-def _tone(L: np.ndarray, rgb: np.ndarray) -> Parts:
-    flat = L.ravel()
-    q = _pct(flat, [1, 5, 10, 25, 50, 75, 90, 95, 99])
-    stats = [*q, flat.std(), q[-1] - q[0], q[7] - q[1], (flat < 3).mean() * 100, (flat > 97).mean() * 100]
-    # black and white points of each channel: lifted blacks (faded), crushed or clipped channels (cross-processing)
-    for c in range(3):
-        stats += list(100 * _pct(rgb[..., c], [0.5, 2, 50, 98, 99.5]))
-    return [np.asarray(stats, np.float32)], [_hist(flat, 16, 0, 100)]
-
-
-def _texture(Ln: np.ndarray, gx: np.ndarray, gy: np.ndarray, mag: np.ndarray) -> Parts:
-    from scipy import ndimage  # here: scipy costs ~0.2 s to import, paid only by work that encodes
-
-    out = list(np.log(_pct(mag, [50, 75, 90, 99]) + 1e-4))
-    out.append((mag > 0.05).mean())  # edge density
-    out.append((mag < 0.004).mean())  # flat share: posterised and painted photos have big flat areas
-    # high-pass residual: film grain and noise live here; the MAD is robust to the photo's own edges
-    res = Ln - ndimage.uniform_filter(Ln, 3)
-    res2 = res * res
-    var = float(res2.mean())
-    mad = _pct(np.abs(res), [50])[0]
-    out += [np.log(mad + 1e-5), np.log(np.sqrt(var) + 1e-5), np.log(np.mean(res2 * res2) / (var * var + 1e-12) + 1)]
-    # band energies of a small pyramid (relative): the shape of the spectrum separates grainy/sharp/soft/painted
-    bands = []
-    cur = Ln
-    for _ in range(4):
-        low = ndimage.uniform_filter(cur, 3)
-        bands.append(np.mean((cur - low) ** 2))
-        cur = low[::2, ::2]
-    bands_arr = np.log(np.asarray(bands) + 1e-8)
-    out += list(bands_arr - bands_arr.mean()) + [bands_arr.mean()]
-    # sharpness: strongest local gradient against the tonal range it spans
-    out.append(np.log(_pct(mag, [99.5])[0] / (_pct(Ln, [99])[0] - _pct(Ln, [1])[0] + 1e-3) + 1e-4))
-    return [np.asarray(out, np.float32)], []
-
-
-def _rendering(rgb: np.ndarray, Ln: np.ndarray, gx: np.ndarray, gy: np.ndarray, mag: np.ndarray) -> Parts:
-    q8 = np.round(rgb * 255).astype(np.int32)
-    levels = [np.count_nonzero(np.bincount(q8[..., c].ravel(), minlength=256) > q8[..., c].size * 2e-4)
-              for c in range(3)]
-    codes = (q8[..., 0] >> 3) * 1024 + (q8[..., 1] >> 3) * 32 + (q8[..., 2] >> 3)
-    counts = np.bincount(codes.ravel(), minlength=32768)
-    nz = counts[counts > 0]
-    # posterised: a few colours cover everything
-    top32 = (np.partition(nz, len(nz) - 32)[-32:].sum() if len(nz) > 32 else nz.sum()) / codes.size
-    distinct = np.count_nonzero(counts > codes.size * 1e-4)
-    ang = np.mod(np.arctan2(gy, gx), np.pi)
-    strong = mag > _pct(mag, [80])[0]
-    orient = np.bincount(_bins(ang[strong], 8, 0, np.pi), minlength=8).astype(np.float32)
-    orient = np.sort(orient / max(orient.sum(), 1))[::-1]  # sorted: how directional strokes are, not which way
-    # edge coherence (structure tensor over 8x8 blocks): pencil hatching and brush strokes are coherent
-    jxx, jyy, jxy = (_block_mean(v, 8) for v in (gx * gx, gy * gy, gx * gy))
-    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
-    strong_blocks = _block_mean(strong.astype(np.float32), 8) > 0.5
-    bright = (Ln > 0.9).mean()
-    top = rgb.max(axis=2)
-    hsv_s = (top - rgb.min(axis=2)) / (top + 1e-3)
-    stroke = float(np.mean(coherence[strong_blocks])) if strong_blocks.any() else 0.0
-    out = [np.log(lv + 1) for lv in levels] + [np.log(distinct + 1), top32, bright, hsv_s.mean(), hsv_s.std(),
-                                                 stroke, float(np.median(coherence))]
-    return [np.asarray(out, np.float32)], [orient]
-
-
-def _block_mean(x: np.ndarray, n: int) -> np.ndarray:
-    h, w = (x.shape[0] // n) * n, (x.shape[1] // n) * n
-    if h == 0 or w == 0:
-        return np.asarray([[x.mean()]], dtype=np.float32)
-    return x[:h, :w].reshape(h // n, n, w // n, n).mean(axis=(1, 3))
-
-
-def raw_features(img: Image.Image) -> dict[str, np.ndarray]:
-    """Unwhitened features per block (for calibration and explanations)."""
-    rgb = prepare(img)
-    lab = _srgb_to_lab(rgb)
-    L = lab[..., 0]
-    Ln = L / 100.0
-    grads = np.gradient(Ln) if min(Ln.shape) > 1 else (np.zeros_like(Ln), np.zeros_like(Ln))
-    gy, gx = np.asarray(grads[0]), np.asarray(grads[1])
-    mag = np.hypot(gx, gy)
-    # colour and tone statistics are as good from every other pixel in each direction, at a quarter of the cost
-    lab_s, rgb_s = lab[::2, ::2], rgb[::2, ::2]
-    blocks = {"colour": _colour(lab_s, rgb_s), "tone": _tone(lab_s[..., 0], rgb_s),
-              "texture": _texture(Ln, gx, gy, mag), "rendering": _rendering(rgb_s, Ln, gx, gy, mag)}
-    return {k: np.nan_to_num(np.concatenate([np.ravel(p) for p in (*st, *hi)]).astype(np.float32))
-            for k, (st, hi) in blocks.items()}
-
-
-def histogram_mask() -> dict[str, np.ndarray]:
-    """Per block, True where a raw feature is a histogram bin (whitened with one shared scale, not its own)."""
-    rgb = np.random.default_rng(0).uniform(0, 1, (16, 16, 3)).astype(np.float32)
-    lab = _srgb_to_lab(rgb)
-    Ln = lab[..., 0] / 100
-    grads = np.gradient(Ln)
-    gy, gx = np.asarray(grads[0]), np.asarray(grads[1])
-    mag = np.hypot(gx, gy)
-    blocks = {"colour": _colour(lab, rgb), "tone": _tone(lab[..., 0], rgb), "texture": _texture(Ln, gx, gy, mag),
-              "rendering": _rendering(rgb, Ln, gx, gy, mag)}
-    return {k: np.concatenate([np.zeros(sum(np.size(p) for p in st), bool), np.ones(sum(np.size(p) for p in hi), bool)])
-            for k, (st, hi) in blocks.items()}
 
 
 STATS_FILE = Path(__file__).with_name("style_stats.npz")
@@ -220,24 +38,49 @@ STATS_FILE = Path(__file__).with_name("style_stats.npz")
 
 @dataclass(frozen=True)
 class BlockStats:
-    """How one block is whitened: robust centre and scale per feature, then a shrunk inverse square root of the
-    block's covariance over ordinary photos (so correlated features, e.g. neighbouring percentiles, count once)."""
+    """How one block's features are standardised: robust centre and scale per feature."""
 
     center: np.ndarray
     scale: np.ndarray
-    matrix: np.ndarray | None  # None while calibrating
+
+
+@dataclass(frozen=True)
+class StyleStats:
+    """Everything learned: per-feature standardisation, the mean of the standardised features, and two maps of them.
+
+    `discriminant` (features x d): whitening by the shrunk within-look covariance (how features move when only the
+    subject changes), then projection onto the directions along which the tuning split's looks differ (LDA).
+    `block_whitening`: per block, the shrunk inverse square root (ZCA) of that block's within-look covariance; these
+    parts sit at known offsets, so `block_similarities` can say which parts of the look two photos share. Both maps
+    are None while calibrating (then the vector is the standardised features)."""
+
+    blocks: dict[str, BlockStats]
+    mean: np.ndarray | None = None
+    discriminant: np.ndarray | None = None
+    block_whitening: dict[str, np.ndarray] | None = None
 
 
 @functools.lru_cache(maxsize=4)
-def load_stats(path: Path = STATS_FILE) -> dict[str, BlockStats]:
+def load_stats(path: Path = STATS_FILE) -> StyleStats:
     with np.load(path) as data:
-        return {k: BlockStats(data[f"center_{k}"].astype(np.float32), data[f"scale_{k}"].astype(np.float32),
-                              data[f"matrix_{k}"].astype(np.float32) if f"matrix_{k}" in data else None)
-                for k in BLOCKS}
+        blocks = {k: BlockStats(data[f"center_{k}"].astype(np.float32), data[f"scale_{k}"].astype(np.float32))
+                  for k in BLOCKS}
+        return StyleStats(blocks, data["mean"].astype(np.float32), data["discriminant"].astype(np.float32),
+                          {k: data[f"whitening_{k}"].astype(np.float32) for k in BLOCKS})
 
 
-def block_slices(dims: dict[str, int]) -> dict[str, slice]:
-    out, start = {}, 0
+def stats_arrays(stats: StyleStats) -> dict[str, np.ndarray]:
+    """The arrays of `stats` by their names in style_stats.npz (calibration writes them, the fingerprint hashes
+    them)."""
+    out = {f"{f}_{k}": getattr(b, f) for k, b in stats.blocks.items() for f in ("center", "scale")}
+    if stats.mean is not None and stats.discriminant is not None and stats.block_whitening is not None:
+        out |= {"mean": stats.mean, "discriminant": stats.discriminant}
+        out |= {f"whitening_{k}": m for k, m in stats.block_whitening.items()}
+    return out
+
+
+def block_slices(dims: dict[str, int], start: int = 0) -> dict[str, slice]:
+    out = {}
     for name in BLOCKS:
         out[name] = slice(start, start + dims[name])
         start += dims[name]
@@ -246,39 +89,54 @@ def block_slices(dims: dict[str, int]) -> dict[str, slice]:
 
 @register("style")
 class StyleEncoder(Encoder):
-    """A weight-free style vector: whitened colour, tone, texture and rendering statistics, unit length."""
+    """A weight-free style vector, unit length: the look's discriminant coordinates (LOOK_SHARE of the squared
+    length) followed by the four whitened blocks (colour, tone, texture, rendering) that explanations read."""
 
     space = "style"
     input_size = None  # no say in JPEG draft decoding: the content model's choice is kept as it is
 
-    def __init__(self, stats: dict[str, BlockStats] | None = None, **_: Any) -> None:
+    def __init__(self, stats: StyleStats | None = None, **_: Any) -> None:
         self.stats = stats or load_stats()
-        self.dims = {k: len(b.center) for k, b in self.stats.items()}
-        self.slices = block_slices(self.dims)
-        self.dim = sum(self.dims.values())
+        self.dims = {k: len(b.center) for k, b in self.stats.blocks.items()}
+        self.lead = 0 if self.stats.discriminant is None else self.stats.discriminant.shape[1]
+        self.slices = block_slices(self.dims, self.lead)
+        self.dim = self.lead + sum(self.dims.values())
 
     def describe(self) -> dict[str, Any]:
-        # the whitening statistics are part of what makes the vectors: recalibrating re-embeds
-        digest = hashlib.sha256(b"".join(np.ascontiguousarray(getattr(b, f)).tobytes()
-                                         for b in self.stats.values() for f in ("center", "scale", "matrix")
-                                         if getattr(b, f) is not None)).hexdigest()[:16]
-        return {"encoder": "style", "version": VERSION, "side": SIDE, "dim": self.dim, "stats": digest}
+        # the learned statistics are part of what makes the vectors: recalibrating re-embeds
+        arrays = stats_arrays(self.stats)
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in sorted(arrays)))
+        return {"encoder": "style", "version": VERSION, "side": SIDE, "dim": self.dim, "stats": digest.hexdigest()[:16]}
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        out = np.zeros((len(images), self.dim), dtype=np.float32)
-        for i, img in enumerate(images):
-            out[i] = self.whiten(raw_features(img))
-        return normalize(out)
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_features(np.stack([self.standardise(raw_features(img)) for img in images]))
 
-    def whiten(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+    def standardise(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw features -> robust z-scores, squashed, each block scaled to the same expected share of the length."""
         parts = []
         for name in BLOCKS:
-            st = self.stats[name]
-            z = SQUASH * np.tanh((raw[name] - st.center) / st.scale / SQUASH)
-            # each block gets the same expected share of the vector's length, whatever its number of features
-            z = z * (BLOCK_WEIGHTS[name] / np.sqrt(len(z)))
-            parts.append(z if st.matrix is None else z @ st.matrix)
+            st = self.stats.blocks[name]
+            # NaN (a statistic the photo lacks, e.g. an empty tone band) becomes the usual value: z = 0
+            z = SQUASH * np.tanh(np.nan_to_num((raw[name] - st.center) / st.scale) / SQUASH)
+            parts.append(z * (BLOCK_WEIGHTS[name] / np.sqrt(len(z))))
         return np.concatenate(parts).astype(np.float32)
+
+    def embed_features(self, z: np.ndarray) -> np.ndarray:
+        """Standardised features (n, features) -> style vectors (n, dim)."""
+        st = self.stats
+        if st.mean is None or st.discriminant is None or st.block_whitening is None:
+            return normalize(z)
+        z = z - st.mean
+        look = normalize(z @ st.discriminant)
+        start = 0
+        parts = []
+        for name in BLOCKS:
+            parts.append(z[:, start:start + self.dims[name]] @ st.block_whitening[name])
+            start += self.dims[name]
+        blocks = normalize(np.concatenate(parts, axis=1))
+        return np.concatenate([np.sqrt(LOOK_SHARE) * look, np.sqrt(1 - LOOK_SHARE) * blocks], axis=1).astype(np.float32)
 
     def block_similarities(self, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
         """Cosine similarity of each block between style vector `a` and `b`: a float per block for one vector `b`,

@@ -27,9 +27,9 @@ STYLE = "style"
 CONTENT = "content"
 CANDIDATES_PER_K = 4  # candidates per space = this * k (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 40
-# Explanation thresholds (cosine) per style block, (same, similar): measured on bench/style.py's looks, "same" sits
-# near the median of same-look pairs and above the 90th percentile of different-look pairs, "similar" between.
-BLOCK_THRESHOLDS = {"colour": (0.45, 0.25), "tone": (0.7, 0.5), "texture": (0.6, 0.35), "rendering": (0.75, 0.5)}
+# Explanation thresholds (cosine) per style block, (same, similar): measured on bench/style.py's tuning split, "same"
+# sits near the median of same-look pairs and above the 90th percentile of different-look pairs, "similar" between.
+BLOCK_THRESHOLDS = {"colour": (0.5, 0.3), "tone": (0.55, 0.35), "texture": (0.6, 0.4), "rendering": (0.85, 0.75)}
 CONTENT_SAME, CONTENT_SIMILAR = 0.92, 0.75  # CLIP image-image cosine: near-identical scene / same kind of thing
 
 
@@ -48,6 +48,11 @@ def look_search(store: Store, query: Query, k: int, *, mode: str, style_weight: 
     k = max(0, int(k))
     store.refresh()
     enc = StyleEncoder()
+    with store.lock:
+        space = store.catalog.space(STYLE)
+    if space is not None and space.fingerprint != enc.fingerprint():  # vectors of an older style encoder
+        raise ImagesimError(f"{store.folder} holds style vectors of an older style encoder: run `imagesim index` "
+                            "to re-encode them (only the style space is redone)")
     style_q, content_q = _query_vectors(store, query, enc, content_vector)
     if content_q is None and weight < 1.0:
         raise ImagesimError("blend search needs the content model; its weights are not available here")
