@@ -66,7 +66,7 @@ def main() -> None:
     status = json.loads(run("status", "--db", db, "--json"))
     assert status["photos"] == report["added"] and status["faces_enabled"], status
     groups = json.loads(run("duplicates", "--db", db, "--json"))["groups"]
-    assert any(any(p.endswith("chelsea.jpg") for p in g) for g in groups), groups  # chelsea_small is a copy
+    assert any(any(m["path"].endswith("chelsea.jpg") for m in g["members"]) for g in groups), groups  # chelsea_small
     assert "people" in json.loads(run("people", "--db", db, "list", "--json"))
     assert "rebuilt" in run("repair", "--db", db)
     print("smoke: blend, status, duplicates, people, repair ok")

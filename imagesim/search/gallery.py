@@ -25,6 +25,7 @@ from ..images import load_image
 from ..store import MODEL_META_KEY, Store
 from ..store.schema import damaged
 from . import duplicates, looks
+from .duplicates import DupGroup
 from .results import Match, Query, expand
 
 T = TypeVar("T")
@@ -148,8 +149,14 @@ class Gallery:
 
     @_catalog_errors
     def duplicates(self) -> list[list[str]]:
-        """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery."""
-        return duplicates.gallery_groups(self.store)
+        """Groups (absolute paths) of copies in the gallery: byte-identical files and edited copies."""
+        return [g.paths for g in duplicates.gallery_groups(self.store, "copies")]
+
+    @_catalog_errors
+    def duplicate_groups(self, kind: str | None = None) -> list[DupGroup]:
+        """Copies and similar shots (or one `kind`: "copies", "similar"), each group with its suggested keeper
+        first and every other member explained against it."""
+        return duplicates.gallery_groups(self.store, kind)
 
     @_catalog_errors
     def find_duplicates(self, query: Query) -> list[Match]:
