@@ -35,6 +35,7 @@ WORK_SIDE = 256  # photos are reduced to about this before trimming and describi
 BAND_TOLERANCE = 14  # grey levels from a row's median that still count as "the same colour"
 BAND_SHARE = 0.85  # share of a row (or column) within the tolerance for it to be a border row
 BAND_MAX = 0.4  # never trim more than this share of a side
+TRIM_SIDE = 200  # bands are looked for at this longer side
 VERSION = 4
 _FLAT = np.eye(1, PART, dtype=np.float32)[0]
 _MIRROR = np.array([(-1.0) ** (i % LOW) for i in range(1, LOW * LOW)], np.float32)  # (-1)^v per kept coefficient
@@ -42,10 +43,15 @@ _MIRROR = np.array([(-1.0) ** (i % LOW) for i in range(1, LOW * LOW)], np.float3
 
 def trim_box(img: Image.Image) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of `img` without its uniform edge bands (borders, bars, frames of any colour)."""
-    a = np.asarray(img.convert("L"), dtype=np.int16)
+    w0, h0 = img.size
+    if h0 < 8 or w0 < 8:
+        return 0, 0, w0, h0
+    f = min(1.0, TRIM_SIDE / max(w0, h0))  # bands are found on a small copy (a few pixels of slack, 10x faster)
+    grey = img.convert("L")
+    if f < 1.0:
+        grey = grey.resize((max(8, round(w0 * f)), max(8, round(h0 * f))), Image.Resampling.BOX)
+    a = np.asarray(grey, dtype=np.int16)
     h, w = a.shape
-    if h < 8 or w < 8:
-        return 0, 0, w, h
 
     def uniform(lines: np.ndarray) -> np.ndarray:  # per line (row): is it (nearly) one colour?
         med = np.median(lines, axis=1, keepdims=True)
@@ -71,7 +77,8 @@ def trim_box(img: Image.Image) -> tuple[int, int, int, int]:
     rows, cols = uniform(a), uniform(a.T)
     top, bottom = depth(rows), depth(rows[::-1])
     left, right = depth(cols), depth(cols[::-1])
-    return left, top, w - right, h - bottom
+    sx, sy = w0 / w, h0 / h
+    return round(left * sx), round(top * sy), round((w - right) * sx), round((h - bottom) * sy)
 
 
 def work_image(img: Image.Image) -> Image.Image:
@@ -81,16 +88,14 @@ def work_image(img: Image.Image) -> Image.Image:
     return img.reduce(factor) if factor > 1 else img
 
 
-def _equalise(grey: np.ndarray) -> np.ndarray:
-    """Ranks in [-0.5, 0.5): any monotone tone change (brightness, contrast, gamma) leaves them as they were."""
-    flat = grey.ravel()
-    order = np.argsort(flat, kind="stable")
-    ranks = np.empty(flat.size, np.float32)
-    ranks[order] = np.arange(flat.size, dtype=np.float32)
-    _, inverse = np.unique(flat, return_inverse=True)  # equal values share their mean rank: flat areas stay flat
-    sums = np.bincount(inverse, weights=ranks)
-    counts = np.bincount(inverse)
-    return ((sums / counts)[inverse].reshape(grey.shape) / flat.size - 0.5).astype(np.float32)
+def _equalise(cells: np.ndarray) -> np.ndarray:
+    """Per region (first axis), ranks in [-0.5, 0.5): any monotone tone change (brightness, contrast, gamma) leaves
+    them as they were; equal values share their mean rank, so a flat area stays flat."""
+    from scipy.stats import rankdata
+
+    n = cells.shape[1] * cells.shape[2]
+    ranks = rankdata(cells.reshape(len(cells), n), method="average", axis=1)
+    return (ranks.reshape(cells.shape) / n - 0.5).astype(np.float32)
 
 
 def region_codes(img: Image.Image) -> np.ndarray:
@@ -101,14 +106,13 @@ def region_codes(img: Image.Image) -> np.ndarray:
     left, top, right, bottom = trim_box(small)
     grey = small.convert("L")
     w, h = right - left, bottom - top
-    out = np.zeros((len(REGIONS), PART), np.float32)
-    for r, (x0, y0, x1, y1) in enumerate(REGIONS):
-        box = (left + x0 * w, top + y0 * h, left + x1 * w, top + y1 * h)
-        cells = np.asarray(grey.resize((GRID, GRID), Image.Resampling.BOX, box=box), dtype=np.float32)
-        coeffs = dctn(_equalise(cells), norm="ortho")[:LOW, :LOW].ravel()[1:]
-        n = float(np.linalg.norm(coeffs))
-        out[r] = coeffs / n if n > 1e-9 else _FLAT  # a flat region: one fixed code, never a zero vector
-    return out
+    cells = np.stack([np.asarray(grey.resize((GRID, GRID), Image.Resampling.BOX,
+                                             box=(left + x0 * w, top + y0 * h, left + x1 * w, top + y1 * h)),
+                                 dtype=np.float32) for x0, y0, x1, y1 in REGIONS])
+    coeffs = dctn(_equalise(cells), norm="ortho", axes=(1, 2))[:, :LOW, :LOW].reshape(len(REGIONS), -1)[:, 1:]
+    norms = np.linalg.norm(coeffs, axis=1, keepdims=True)
+    # a flat region gets one fixed code, never a zero vector
+    return np.where(norms > 1e-9, coeffs / np.maximum(norms, 1e-9), _FLAT).astype(np.float32)
 
 
 def mirrored(codes: np.ndarray) -> np.ndarray:

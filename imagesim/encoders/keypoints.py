@@ -1,10 +1,11 @@
 """Stage two of copy detection: ORB keypoints matched and checked with RANSAC, and what the alignment shows.
 
-`features(img)` describes one photo (ORB on its grey image and on the mirrored one, plus the small images the
-photometric checks need); `align(a, b)` matches two photos, fits a similarity transform (rotation, uniform scale,
-shift; optionally mirrored) with RANSAC, warps `a` onto `b` and measures how well the pixels agree once tone is set
-aside, and how the tone and colour changed. Two different photos of one kind (two yellow flowers) share few
-geometrically consistent keypoints and, aligned, disagree in their pixels; an edited copy agrees in both.
+`features(img)` describes one photo (ORB on its grey image, on the mirrored one when first needed, plus the
+small images the photometric checks need); `align(a, b)` matches two photos, fits a similarity transform
+(rotation, uniform scale, shift; optionally mirrored) with RANSAC, warps `a` onto `b` and measures how well the
+pixels agree once tone is set aside, and how the tone and colour changed. Two different photos of one kind (two
+yellow flowers) share few geometrically consistent keypoints and, aligned, disagree in their pixels; an edited
+copy agrees in both.
 """
 
 from __future__ import annotations
@@ -37,12 +38,22 @@ class Features:
     height: int
     pts: np.ndarray  # (n, 2) keypoints in work-image pixels
     desc: np.ndarray  # (n, 32) ORB descriptors
-    pts_m: np.ndarray  # the same for the mirrored work image (x in mirrored pixels)
-    desc_m: np.ndarray
+    grey: np.ndarray | None  # the grey work image, kept until the mirrored keypoints are needed (then dropped)
     thumb: np.ndarray  # (h, w, 3) uint8: the photo at THUMB px a side, for the photometric checks
     work_size: tuple[int, int]  # (width, height) of the work image the keypoints are in
     trim: tuple[int, int, int, int]  # (left, top, right, bottom) of the work image without uniform edge bands
     detail: float  # fine detail inside the trim (|Laplacian| over the grey spread): low for a blown-up tiny copy
+
+    _mirror: tuple[np.ndarray, np.ndarray] | None = None
+
+    def mirrored(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints and descriptors of the mirrored work image (x in mirrored pixels), computed on first use:
+        most pairs are settled in one orientation."""
+        if self._mirror is None:
+            grey = self.grey if self.grey is not None else np.zeros((8, 8), np.uint8)
+            self._mirror = _detect(np.ascontiguousarray(grey[:, ::-1]))
+            self.grey = None
+        return self._mirror
 
     @property
     def thumb_scale(self) -> float:
@@ -73,33 +84,33 @@ def features(img: Image.Image) -> Features:
     small = img.resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.BILINEAR) if f < 1 else img
     rgb = np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    orb = cv2.ORB_create(  # type: ignore[attr-defined]
-        nfeatures=4 * ORB_FEATURES, fastThreshold=8, edgeThreshold=15)
-
-    def detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # the strongest corners per cell of a 4x4 grid: a watermark's or caption's sharp letters cannot take
-        # every keypoint, and a soft photo keeps some of its own
-        found = orb.detect(g, None)
-        hh, ww = g.shape
-        cells: dict[tuple[int, int], list] = {}
-        for k in found:
-            cells.setdefault((int(4 * k.pt[0] / ww), int(4 * k.pt[1] / hh)), []).append(k)
-        per = ORB_FEATURES // 16
-        chosen = [k for ks in cells.values() for k in sorted(ks, key=lambda k: -k.response)[:per]]
-        kps, desc = orb.compute(g, chosen)
-        if desc is None:
-            return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-        return np.array([k.pt for k in kps], np.float32), desc
-
-    pts, desc = detect(grey)
-    pts_m, desc_m = detect(np.ascontiguousarray(grey[:, ::-1]))
+    pts, desc = _detect(grey)
     left, top, right, bottom = trim = trim_box(small)
     inner = grey[top:bottom, left:right] if right - left >= 8 and bottom - top >= 8 else grey
     detail = float(np.abs(cv2.Laplacian(inner, cv2.CV_32F)).mean() / (inner.std() + 1.0))
     t = THUMB / max(small.size)
     thumb = np.asarray(small.resize((max(4, round(small.width * t)), max(4, round(small.height * t))),
                                     Image.Resampling.BOX), dtype=np.uint8)
-    return Features(w, h, pts, desc, pts_m, desc_m, thumb, small.size, trim, detail)
+    return Features(w, h, pts, desc, grey, thumb, small.size, trim, detail)
+
+
+def _detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ORB keypoints (x, y) and descriptors: the strongest corners per cell of a 4x4 grid, so a watermark's or
+    caption's sharp letters cannot take every keypoint, and a soft photo keeps some of its own."""
+    import cv2
+
+    orb = cv2.ORB_create(nfeatures=4 * ORB_FEATURES, fastThreshold=8, edgeThreshold=15)  # type: ignore[attr-defined]
+    found = orb.detect(g, None)
+    hh, ww = g.shape
+    cells: dict[tuple[int, int], list] = {}
+    for k in found:
+        cells.setdefault((int(4 * k.pt[0] / ww), int(4 * k.pt[1] / hh)), []).append(k)
+    per = ORB_FEATURES // 16
+    chosen = [k for ks in cells.values() for k in sorted(ks, key=lambda k: -k.response)[:per]]
+    kps, desc = orb.compute(g, chosen)
+    if desc is None:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    return np.array([k.pt for k in kps], np.float32), desc
 
 
 def _matches(d1: np.ndarray, d2: np.ndarray) -> list[tuple[int, int]]:
@@ -111,11 +122,11 @@ def _matches(d1: np.ndarray, d2: np.ndarray) -> list[tuple[int, int]]:
     return [(m[0].queryIdx, m[0].trainIdx) for m in pairs if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
 
 
-def align(a: Features, b: Features, mirror_first: bool = False) -> Alignment | None:
+def align(a: Features, b: Features, mirror_first: bool = False, both: bool = True) -> Alignment | None:
     """The best similarity transform from a to b (plain or mirrored) with its checks, or None without one.
 
     The likelier orientation (`mirror_first`: what the candidate search saw) is tried first; the other only when
-    it does not already explain the pair (half the matching work for most pairs)."""
+    it does not already explain the pair, and only with `both` (the gallery pass trusts the candidate search)."""
     import cv2
 
     if any(len(f.pts) < FEW and max(f.width, f.height) < SMALL for f in (a, b)):
@@ -128,10 +139,10 @@ def align(a: Features, b: Features, mirror_first: bool = False) -> Alignment | N
         found.whole = True
         return found
     best: tuple[int, np.ndarray, bool] | None = None
-    for mirror in (mirror_first, not mirror_first):
+    for mirror in (mirror_first, not mirror_first) if both else (mirror_first,):
         if best is not None and best[0] >= ENOUGH:
             break
-        pts_b, desc_b = (b.pts_m, b.desc_m) if mirror else (b.pts, b.desc)
+        pts_b, desc_b = b.mirrored() if mirror else (b.pts, b.desc)
         m = _matches(a.desc, desc_b)
         if len(m) < MIN_MATCHES:
             continue

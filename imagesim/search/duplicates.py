@@ -135,7 +135,7 @@ class Verifier:
         if fa is None or fb is None:
             return None
         self.checked += 1
-        return align(fa, fb, mirror_first)
+        return align(fa, fb, mirror_first, both=False)
 
 
 class _UnionFind:
