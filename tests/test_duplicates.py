@@ -210,3 +210,22 @@ def test_page_shows_keeper_and_moves_extras(dup_gallery, tmp_path: Path) -> None
         done = h.move_extras(str(tmp_path / "extras"))
         assert done.startswith("moved 4 extra copies") and "--undo" in done
         assert h.duplicates("copies").items == [] and len(list((tmp_path / "extras").glob("*.jpg"))) == 4
+
+
+@pytest.mark.slow
+def test_flowers_copies_verify_and_look_alikes_do_not(datasets: Path) -> None:
+    from bench.flowers import flower_photos, thumbnail
+
+    paths = flower_photos()[5::136]  # ten photos, one per class
+    originals = [thumbnail(p, 512) for p in paths]
+    feats = [features(im) for im in originals]
+    rng = np.random.default_rng(21)
+    copies = total = 0
+    for i, im in enumerate(originals):
+        for edit in ALL_FAMILIES.values():
+            copies += verdict(align(feats[i], features(edit(im, rng)[0]))) == "copies"
+            total += 1
+    assert copies / total >= 0.95, copies / total
+    for i in range(len(feats)):  # ten different photos: no pair is a copy
+        for j in range(i + 1, len(feats)):
+            assert verdict(align(feats[i], feats[j])) != "copies", (paths[i], paths[j])
