@@ -70,22 +70,27 @@ def keep_order(facts: list[FileFacts], shares: list[float], feats: list[Features
     return sorted(range(len(facts)), key=key)
 
 
-def crop_share(al: Alignment, a: Features, b: Features) -> float:
-    """Share of a's (trimmed) picture that b shows: b's trimmed frame mapped back into a, intersected with a's."""
+def _overlap(matrix: np.ndarray, src: tuple[float, ...], dst: tuple[float, ...]) -> float:
+    """Share of the `dst` box covered by the `src` box mapped through `matrix` (2x3)."""
     import cv2
 
-    x0, y0, x1, y1 = b.trim
-    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
-    inv = cv2.invertAffineTransform(al.matrix)
-    back = corners @ inv[:, :2].T + inv[:, 2]
-    al_, at, ar, ab = a.trim
-    frame = np.array([[al_, at], [ar, at], [ar, ab], [al_, ab]], np.float32)
-    poly = back.astype(np.float32)
+    x0, y0, x1, y1 = src
+    poly = (np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64) @ matrix[:, :2].T + matrix[:, 2])
+    poly = poly.astype(np.float32)
     d1, d2 = poly[1] - poly[0], poly[2] - poly[1]
     if d1[0] * d2[1] - d1[1] * d2[0] < 0:  # a mirrored frame runs the other way round
         poly = poly[::-1].copy()
+    l_, t, r, btm = dst
+    frame = np.array([[l_, t], [r, t], [r, btm], [l_, btm]], np.float32)
     area, _ = cv2.intersectConvexConvex(frame, np.ascontiguousarray(poly))
-    return float(np.clip(area / max((ar - al_) * (ab - at), 1), 0.0, 1.0))
+    return float(np.clip(area / max((r - l_) * (btm - t), 1), 0.0, 1.0))
+
+
+def crop_share(al: Alignment, a: Features, b: Features) -> float:
+    """Share of a's picture (bands trimmed) that b shows: b's whole frame mapped back into a."""
+    import cv2
+
+    return _overlap(cv2.invertAffineTransform(al.matrix), (0, 0, *b.work_size), a.trim)
 
 
 def _borders(f: Features) -> str | None:
@@ -110,6 +115,15 @@ def _borders(f: Features) -> str | None:
     return f"{name} border ({share:.0%} of the picture)".replace("%", " %")
 
 
+def _reverse(al: Alignment) -> Alignment:
+    """The same alignment seen from b: its matrix inverted (the other fields are not used by the crop measures)."""
+    from dataclasses import replace
+
+    import cv2
+
+    return replace(al, matrix=cv2.invertAffineTransform(al.matrix))
+
+
 def describe(al: Alignment, a: Features, b: Features, fa: FileFacts, fb: FileFacts) -> list[str]:
     """The edits that turn photo a (the one to keep) into photo b, in words, most visible first."""
     words: list[str] = []
@@ -123,7 +137,10 @@ def describe(al: Alignment, a: Features, b: Features, fa: FileFacts, fb: FileFac
     if abs(angle) >= 1.0:
         words.append(f"rotated {abs(angle):.0f}°")
     mine, theirs = _borders(b), _borders(a)
-    if mine and mine.split(" (")[0] != (theirs or "").split(" (")[0]:
+    wider = crop_share(_reverse(al), b, a)  # the share of b's picture that a shows: under 1 when b shows more
+    if wider < 0.93:  # b's picture goes beyond a's: b is the wider shot (what a user's query was cropped from)
+        words.append(f"a wider view (the other is cropped to {wider:.0%} of it)".replace("%", " %"))
+    elif mine and mine.split(" (")[0] != (theirs or "").split(" (")[0]:  # what b adds to a is only bands
         w, h = b.work_size
         tall = h >= 1.7 * w and w < h * (b.trim[2] - b.trim[0]) / max(b.trim[3] - b.trim[1], 1)  # a phone screen
         words.append("screenshot (bars and borders around it)" if tall else f"{mine} added")
