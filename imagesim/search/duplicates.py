@@ -29,7 +29,7 @@ from .results import Match, Query
 
 DUP = "dup"
 PARTS = DupEncoder.parts
-NEIGHBOURS = 64  # graph vectors asked per query (several regions of one photo may come back)
+NEIGHBOURS = 24  # graph vectors asked per region query (several regions of one photo may come back)
 CANDIDATES = 6  # other photos verified per photo, at most
 COPY_INLIERS = 20  # a copy: at least this many keypoints agree with one similarity transform ...
 COPY_AGREEMENT = 0.9  # ... and the aligned, tone-equalised pixels correlate this well
@@ -89,30 +89,45 @@ class DupGroup:
         return {"kind": self.kind, "score": round(self.score, 3), "members": [m.to_json() for m in self.members]}
 
 
-def candidate_pairs(ids: np.ndarray, whole: np.ndarray,
+def candidate_pairs(ids: np.ndarray, codes: np.ndarray,
                     knn: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
-                    limit: int = CANDIDATES, batch: int = 512) -> dict[tuple[int, int], tuple[float, bool]]:
-    """Pairs (a < b) of photo ids worth verifying -> (region similarity, seen mirrored): per photo, the `limit`
-    other photos whose regions come nearest to its whole picture or its mirror. `knn` answers over graph labels
-    (id * PARTS + region)."""
+                    limit: int = CANDIDATES, batch: int = 64) -> dict[tuple[int, int], tuple[float, bool]]:
+    """Pairs (a < b) of photo ids worth verifying -> (score, seen mirrored): per photo, the `limit` other photos
+    whose region codes come nearest to its own regions (plain or mirrored), scored by the sum of their three best
+    region similarities (one lucky region is weaker evidence than three). `codes`: (n, PARTS, PART); `knn` answers
+    over graph labels (id * PARTS + region)."""
     out: dict[tuple[int, int], tuple[float, bool]] = {}
     for start in range(0, len(ids), batch):
         own = ids[start:start + batch]
-        q = whole[start:start + batch]
+        q = codes[start:start + batch].reshape(-1, codes.shape[-1])
         labels, scores = knn(np.concatenate([q, mirrored(q)]), NEIGHBOURS)
         n = len(own)
+        labels = labels.reshape(2, n, -1) // PARTS  # (orientation, photo, hits over its regions)
+        scores = scores.reshape(2, n, -1)
         for i in range(n):
             best: dict[int, tuple[float, bool]] = {}
-            for half, flip in ((i, False), (n + i, True)):
-                for lab, s in zip(labels[half].tolist(), scores[half].tolist(), strict=True):
-                    other = lab // PARTS
-                    if other != own[i] and s > best.get(other, (-2.0, False))[0]:
-                        best[other] = (s, flip)
+            for flip in (0, 1):
+                hits: dict[int, list[float]] = {}
+                for other, sim in zip(labels[flip, i].tolist(), scores[flip, i].tolist(), strict=True):
+                    if other != own[i]:
+                        hits.setdefault(other, []).append(sim)
+                for other, sims in hits.items():
+                    score = sum(sorted(sims)[-3:])
+                    if score > best.get(other, (-9.0, False))[0]:
+                        best[other] = (score, bool(flip))
             for other, seen in sorted(best.items(), key=lambda kv: -kv[1][0])[:limit]:
                 key = (min(int(own[i]), other), max(int(own[i]), other))
-                if seen[0] > out.get(key, (-2.0, False))[0]:
+                if seen[0] > out.get(key, (-9.0, False))[0]:
                     out[key] = seen
     return out
+
+
+def region_table(labels: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Graph rows (label = id * PARTS + region) -> (ids, codes (n, PARTS, PART)), one row per photo."""
+    ids = np.unique(labels // PARTS)
+    codes = np.zeros((len(ids), PARTS, vectors.shape[1]), np.float32)
+    codes[np.searchsorted(ids, labels // PARTS), labels % PARTS] = vectors
+    return ids, codes
 
 
 class Verifier:
@@ -267,10 +282,9 @@ def gallery_groups(store: Store, kind: str | None = None) -> list[DupGroup]:
     store.refresh()
     with store.lock:
         labels, vectors = store.catalog.vectors(DUP, dim=DupEncoder.dim // PARTS)
-        whole_rows = labels % PARTS == 0
-        ids, whole = labels[whole_rows] // PARTS, vectors[whole_rows]
+        ids, codes = region_table(labels, vectors)
         index = store.index(DUP)
-        pairs = candidate_pairs(ids, whole, index.search) if len(ids) else {}
+        pairs = candidate_pairs(ids, codes, index.search) if len(ids) else {}
         for key, seen in _content_pairs(store).items():  # what the content model sees as the same picture
             pairs.setdefault(key, seen)
         shared = store.catalog.shared_contents()
