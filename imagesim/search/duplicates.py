@@ -327,11 +327,11 @@ def find_in_gallery(store: Store, query: Query, limit: int = CANDIDATES) -> list
     own_path = os.path.realpath(query) if isinstance(query, (str, os.PathLike)) else None
     img = query if isinstance(query, Image.Image) else load_image(query, draft_size=SIDE)
     codes = region_codes(img)
-    labels, scores = store.search(DUP, np.concatenate([codes, mirrored(codes)]), 16)
-    best: dict[int, float] = {}
-    for lab, s in zip(labels.ravel().tolist(), scores.ravel().tolist(), strict=True):
-        best[lab // PARTS] = max(best.get(lab // PARTS, -2.0), s)
-    chosen = [c for c, _ in sorted(best.items(), key=lambda kv: -kv[1])[:limit]]
+    # the query as photo -1: the same candidate search and score as the gallery pass
+    found = candidate_pairs(np.array([-1]), codes[None], lambda q, k: store.search(DUP, q, k), limit=limit)
+    ranked = sorted(found.items(), key=lambda kv: -kv[1][0])
+    chosen = [b for (_, b), _ in ranked]
+    mirror_of = {b: seen[1] for (_, b), seen in ranked}
     with store.lock:
         paths = store.catalog.paths_for(chosen)
     qf = features(img)
@@ -343,7 +343,7 @@ def find_in_gallery(store: Store, query: Query, limit: int = CANDIDATES) -> list
         if other is None:
             continue
         of = features(other)
-        al = align(qf, of)
+        al = align(qf, of, mirror_of.get(cid, False))
         kind = verdict(al)
         if kind is None or al is None:
             continue
