@@ -31,6 +31,7 @@ DUP = "dup"
 PARTS = DupEncoder.parts
 NEIGHBOURS = 24  # graph vectors asked per region query (several regions of one photo may come back)
 CANDIDATES = 6  # other photos verified per photo, at most
+RETRY_SCORE = 2.4  # candidates whose three best regions sum to this are also tried in the other orientation
 COPY_INLIERS = 20  # a copy: at least this many keypoints agree with one similarity transform ...
 COPY_AGREEMENT = 0.9  # ... and the aligned, tone-equalised pixels correlate this well
 WHOLE_AGREEMENT = 0.97  # photos too small for keypoints: frame-to-frame agreement for a copy
@@ -145,12 +146,19 @@ class Verifier:
             self.feats[pid] = features(img) if img is not None else None
         return self.feats[pid]
 
-    def align(self, a: int, b: int, mirror_first: bool = False) -> Alignment | None:
+    def align(self, a: int, b: int, mirror_first: bool = False, score: float = 0.0) -> Alignment | None:
+        """The orientation the candidate search saw; the other one too when the regions agreed strongly (`score`,
+        three region similarities summed) but that orientation did not verify (a symmetric flower)."""
         fa, fb = self.features(a), self.features(b)
         if fa is None or fb is None:
             return None
         self.checked += 1
-        return align(fa, fb, mirror_first, both=False)
+        found = align(fa, fb, mirror_first, both=False)
+        if verdict(found) is None and score >= RETRY_SCORE:
+            other = align(fa, fb, not mirror_first, both=False)
+            if verdict(other) is not None:
+                return other
+        return found
 
 
 class _UnionFind:
@@ -180,8 +188,8 @@ def verified_groups(pairs: dict[tuple[int, int], tuple[float, bool]], verifier: 
     """Groups of ids per kind: copies (verified copy pairs, joined) and similar shots (similar pairs joining
     photos or copy groups; a copy group inside one similar group counts once)."""
     copies, similar = _UnionFind(), _UnionFind()
-    for (a, b), (_, flip) in sorted(pairs.items(), key=lambda kv: -kv[1][0]):
-        kind = verdict(verifier.align(a, b, flip))
+    for (a, b), (score, flip) in sorted(pairs.items(), key=lambda kv: -kv[1][0]):
+        kind = verdict(verifier.align(a, b, flip, score))
         if kind is not None:
             similar.union(a, b)
             if kind == "copies":
