@@ -102,7 +102,7 @@ def main() -> None:
     status = json.loads(run("status", "--db", db, "--json").stdout)
     assert status["photos"] == report["added"] and status["faces_enabled"], status
     groups = json.loads(run("duplicates", "--db", db, "--json").stdout)["groups"]
-    assert any(any(p.endswith("chelsea.jpg") for p in g) for g in groups), groups  # chelsea_small is a copy
+    assert any(any(m["path"].endswith("chelsea.jpg") for m in g["members"]) for g in groups), groups  # chelsea_small
     assert "people" in json.loads(run("people", "--db", db, "list", "--json").stdout)
     assert "rebuilt" in run("repair", "--db", db).stdout
     print("smoke: blend, status, duplicates, people, repair ok")

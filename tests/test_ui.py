@@ -369,7 +369,8 @@ def test_duplicates_grouped_and_missing_files_skipped(site: Site) -> None:
         assert site.handlers.index_now().startswith("indexed: 1 added")
     finally:
         gone.unlink()  # deleted since the last index run: still in the catalog, no longer on disk
-    assert [len(g) for g in site.gallery.duplicates()] == [3]
+    # a file gone from disk cannot be verified as a copy: it joins no group (and the pass goes on)
+    assert [len(g) for g in site.gallery.duplicates()] == [2]
     out = site.handlers.duplicates()
     assert out.extra == 1 and [it["name"] for it in out.items] == ["photo_011.jpg", "photo_011_small.jpg"]
 

@@ -130,8 +130,19 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                             people = PeopleTab(h)
                     if h.has_duplicates():
                         with gr.Tab("Duplicates", id="duplicates") as dups_tab:
-                            dups_btn = gr.Button("Find duplicates", size="sm")
+                            with gr.Row():
+                                dups_kind = gr.Radio([("Copies", "copies"), ("Similar shots", "similar")],
+                                                     value="copies", show_label=False, scale=3)
+                                dups_btn = gr.Button("Find duplicates", size="sm", scale=1)
                             dups = Panel(h, "Duplicates")
+                            with gr.Row():
+                                dups_dir = gr.Textbox(placeholder="folder for the extra copies", show_label=False,
+                                                      scale=3)
+                                dups_move = gr.Button("Move extra copies…", size="sm", scale=1)
+                            with gr.Row(visible=False) as dups_confirm:
+                                dups_question = gr.HTML()
+                                dups_yes = gr.Button("Yes, move them", variant="stop", size="sm")
+                                dups_no = gr.Button("Cancel", size="sm")
 
         def show(out: Outcome) -> tuple[Any, ...]:
             return (*Panel.values(out), toast(out))
@@ -192,11 +203,29 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
         if people is not None:
             people_tab.select(people.load, None, people.outputs(), **RUN)
         if dups is not None:
-            def find_dups() -> tuple[Any, ...]:
-                return show(h.duplicates())
+            def find_dups(kind: str) -> tuple[Any, ...]:
+                return show(h.duplicates(kind))
 
-            dups_btn.click(find_dups, None, [*dups.outputs(), message], **RUN)
-            dups_tab.select(find_dups, None, [*dups.outputs(), message], **RUN)
+            def ask_move(folder: str) -> tuple[Any, ...]:
+                n = len(h.extra_copies())
+                text = (f"Move {n} extra copies (every copy but the suggested keeper) to {folder.strip()}? "
+                        "Nothing is deleted; an undo list is written there.") if folder.strip() and n else (
+                        "Type a folder first." if n else "No extra copies to move.")
+                return note_html(text), gr.update(visible=True), gr.update(visible=bool(folder.strip() and n))
+
+            def do_move(folder: str, kind: str) -> tuple[Any, ...]:
+                done = h.move_extras(folder)
+                out = h.duplicates(kind)
+                out.message = done
+                return (*show(out), gr.update(visible=False))
+
+            dup_views = [*dups.outputs(), message]
+            dups_btn.click(find_dups, [dups_kind], dup_views, **RUN)
+            dups_kind.change(find_dups, [dups_kind], dup_views, **RUN)
+            dups_tab.select(find_dups, [dups_kind], dup_views, **RUN)
+            dups_move.click(ask_move, [dups_dir], [dups_question, dups_confirm, dups_yes], **RUN)
+            dups_yes.click(do_move, [dups_dir, dups_kind], [*dup_views, dups_confirm], **RUN)
+            dups_no.click(lambda: gr.update(visible=False), None, [dups_confirm], api_visibility=PRIVATE, queue=False)
 
         # ---- status and indexing (private: never a public API endpoint) ---------------------------------------
         def index_now(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str]:  # noqa: B008

@@ -20,7 +20,7 @@ from imagesim.search import Gallery, Match
 
 from .outcome import Item, Outcome
 from .people import PeopleHandlers
-from .present import ago, friendly, human_size, photo_facts, shown_name, text_html, why
+from .present import ago, friendly, human_size, photo_facts, shown_name, shown_path, text_html, why
 from .thumbs import Thumbnails, draw_boxes
 
 THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
@@ -159,23 +159,49 @@ class Handlers(PeopleHandlers):
 
     # ---- duplicates --------------------------------------------------------------------------------------------
 
-    def duplicates(self) -> Outcome:
-        """Groups of duplicate photos; each item says which group it is in."""
+    def duplicates(self, kind: str = "copies") -> Outcome:
+        """Groups of copies (or of similar shots), the suggested keeper first; each item says its group, whether it
+        is the one to keep, and how it differs from it."""
         try:
-            groups = self.gallery.duplicates()
+            groups = self.gallery.duplicate_groups(kind)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
+        label = "copies" if kind == "copies" else "similar shots"
         items = []
         for g, group in enumerate(groups, 1):
-            for path in group:
+            for m in group.members:
                 try:
-                    thumb = self.thumbs.thumbnail(path)
+                    thumb = self.thumbs.thumbnail(m.path)
                 except (ImagesimError, OSError):
                     continue
-                items.append({"path": path, "name": shown_name(path), "score": None, "thumb": thumb,
-                              "group": g, "caption": f"group {g} · {shown_name(path)}",
-                              "why": f"one of {len(group)} duplicates in group {g}"})
-        return Outcome(items=items, message="" if items else "no duplicates found", extra=len(groups))
+                name = shown_name(m.path)
+                items.append({"path": m.path, "name": name, "score": round(m.score, 3), "thumb": thumb,
+                              "group": g, "keep": m.keep,
+                              "caption": f"group {g} · {'KEEP · ' if m.keep else ''}{name}",
+                              "why": f"{label}, group {g} (score {group.score:.2f}): {m.explanation}"})
+        return Outcome(items=items, message="" if items else f"no {label} found", extra=len(groups))
+
+    def extra_copies(self) -> list[str]:
+        """The files `move_extras` would move: every member of a copies group but its suggested keeper."""
+        return [p for g in self.gallery.duplicate_groups("copies") for p in g.extras]
+
+    def move_extras(self, folder: str | None) -> str:
+        """Move the extra copies into `folder` (never deletes; an undo list is written there); the catalog follows."""
+        from imagesim.indexer.moves import move_files
+
+        folder = (folder or "").strip()
+        if not folder:
+            return "type the folder to move the extra copies to"
+        try:
+            report = move_files(self.gallery.store, self.extra_copies(), os.path.expanduser(folder))
+        except Exception as exc:  # noqa: BLE001
+            return friendly(exc)
+        if not report.moved and not report.failed:
+            return "no extra copies to move"
+        text = f"moved {len(report.moved)} extra copies to {shown_path(folder)}"
+        if report.undo_file:
+            text += f"; undo: imagesim duplicates --undo {shown_path(report.undo_file)}"
+        return text + (f"; {len(report.failed)} not moved" if report.failed else "")
 
     # ---- details, status, indexing -----------------------------------------------------------------------------
 

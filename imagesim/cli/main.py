@@ -11,6 +11,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import (
     BATCH_SIZE,
@@ -22,6 +23,9 @@ from ..errors import ImagesimError, first_line
 from . import faces, model, people
 from .filters import add_filter_flags, add_paging_flags, filters_from, terms_from
 from .options import add_db, add_model, model_spec, positive_int
+
+if TYPE_CHECKING:
+    from ..search.filters import Filters
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,11 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_paging_flags(p)
     add_filter_flags(p)
 
-    p = sub.add_parser("duplicates", help="groups of copies and near-duplicates, or those of one IMAGE")
+    p = sub.add_parser("duplicates", help="groups of copies and of similar shots, or the copies of one IMAGE")
     p.add_argument("image", nargs="?", help="a photo: is it (or an edited copy) already in the gallery?")
     add_db(p)
     add_filter_flags(p)
-    p.add_argument("--json", action="store_true", help='print {"groups": [[path, ...]]} (or {"results": [...]})')
+    p.add_argument("--kind", choices=["copies", "similar"],
+                   help="copies: the same shot edited (crop, resize, borders, filters...); similar: other shots of "
+                        "the same scene (bursts). Default: both")
+    p.add_argument("--json", action="store_true",
+                   help='print {"groups": [{"kind", "score", "members": [{"path", "keep", "score", "explanation"}]}]}'
+                        ' (or {"results": [...]} for IMAGE)')
+    p.add_argument("--move-extras-to", metavar="DIR",
+                   help="move every copy but the suggested keeper of each copies group (among the photos the "
+                        "filters let through) into DIR (never deletes; writes an undo list there)")
+    p.add_argument("--undo", metavar="UNDO_LIST", help="put back the files an earlier --move-extras-to moved")
 
     p = sub.add_parser("status", help="what the database holds")
     add_db(p)
@@ -158,27 +171,53 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     from ..search import Gallery
 
     filters = filters_from(args)
+    if args.undo or args.move_extras_to:
+        return _move_duplicates(args, filters)
     with Gallery.open(args.db) as gallery:
         if args.image:
             results = gallery.find_duplicates(args.image, filters=filters)
             if args.json:
                 print(json.dumps({"results": [m.to_json() for m in results]}))
             elif not results:
-                print("no copy or near-duplicate in the gallery")
+                print("no copy or similar shot in the gallery")
             for m in results if not args.json else []:
                 print(f"{m.score:.3f}  {m.path}  ({m.why})")
             return 0
-        groups = gallery.duplicates(filters=filters)
+        groups = gallery.duplicate_groups(args.kind, filters=filters)
     if args.json:
-        print(json.dumps({"groups": groups}))
+        print(json.dumps({"groups": [g.to_json() for g in groups]}))
     elif not groups:
         print("no duplicates found")
     else:
         for i, group in enumerate(groups, 1):
-            print(f"group {i} ({len(group)} photos)")
-            for path in group:
-                print(f"  {path}")
+            label = "copies" if group.kind == "copies" else "similar shots"
+            print(f"group {i}: {len(group.members)} {label} (score {group.score:.2f})")
+            for member in group.members:
+                print(f"  {'KEEP ' if member.keep else '     '}{member.path}  ({member.explanation})")
     return 0
+
+
+def _move_duplicates(args: argparse.Namespace, filters: Filters | None) -> int:
+    """--move-extras-to DIR (the non-keepers of every copies group) or --undo LIST; the catalog follows."""
+    from ..indexer.moves import move_files, undo_moves
+    from ..search import Gallery
+
+    with Gallery.open(args.db) as gallery:
+        if args.undo:
+            report = undo_moves(gallery.store, args.undo)
+        else:
+            extras = [p for g in gallery.duplicate_groups("copies", filters=filters) for p in g.extras]
+            report = move_files(gallery.store, extras, args.move_extras_to)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        for src, dst in report.moved:
+            print(f"moved {src} -> {dst}")
+        for path, error in report.failed:
+            print(f"not moved: {path}: {error}", file=sys.stderr)
+        if report.undo_file:
+            print(f"undo with: imagesim duplicates --db {args.db} --undo {report.undo_file}")
+    return 0 if not report.failed else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -22,6 +22,9 @@ class Encoder(ABC):
 
     space: str = ""  # the store's name for the vectors this encoder makes
     dim: int = 0
+    # Graph vectors per photo: an encoder with parts > 1 returns rows of `parts` unit vectors side by side, stored
+    # under labels content_id * parts + i in a graph of dim // parts (the near-duplicate regions).
+    parts: int = 1
     input_size: int | None = None  # JPEGs may be draft-decoded down to this many pixels a side
 
     @abstractmethod

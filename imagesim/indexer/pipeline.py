@@ -122,7 +122,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
     report = IndexReport()
     with store.writer():
         for enc in encoders:
-            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim,
+            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim // _parts(enc),
                                rebuild=rebuild or enc.space in WEIGHT_FREE)  # cheap: a new version re-embeds
             store.index(enc.space)  # load (or build) the graph before this run commits anything new
         catalog = store.catalog
@@ -181,6 +181,11 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         store.save()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _parts(enc: Encoder) -> int:
+    """Graph vectors per photo (an encoder wrapped by a test or a tool may not say: one)."""
+    return int(getattr(enc, "parts", 1))
 
 
 def check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -360,10 +365,13 @@ class _Pipeline:
                 for enc in self.encoders:
                     rows = enc_rows[enc.space]
                     if row in rows:  # a new photo, or one this space lacks
-                        vec = vectors[enc.space][rows[row]]
-                        catalog.put_vectors(enc.space, [cid], [cid], vec[None, :])
-                        new_vectors[enc.space][0].append(cid)
-                        new_vectors[enc.space][1].append(vec)
+                        # one photo's row: `parts` graph vectors (labels cid * parts + i), usually one
+                        parts = _parts(enc)
+                        part_vecs = vectors[enc.space][rows[row]].reshape(parts, -1)
+                        part_labels = [cid * parts + i for i in range(parts)]
+                        catalog.put_vectors(enc.space, part_labels, [cid] * parts, part_vecs)
+                        new_vectors[enc.space][0].extend(part_labels)
+                        new_vectors[enc.space][1].extend(part_vecs)
                 if row in found and self.faces is not None:
                     ids, face_vecs = self.faces.put(catalog, cid, found[row])
                     new_vectors[self.faces.space][0].extend(ids)

@@ -27,6 +27,7 @@ from ..store.photos import PhotoTable, Selection
 from ..store.schema import damaged
 from . import duplicates, looks
 from .compose import Term, composed_search
+from .duplicates import DupGroup
 from .filters import Filters, select
 from .results import Match, Query, check_paging, expand, pool_size
 
@@ -190,9 +191,15 @@ class Gallery:
 
     @_catalog_errors
     def duplicates(self, *, filters: Filters | None = None) -> list[list[str]]:
-        """Groups (absolute paths) of byte-identical copies and near-duplicates in the gallery (among the photos
-        `filters` let through)."""
-        return duplicates.gallery_groups(self.store, self.select(filters))
+        """Groups (absolute paths) of copies in the gallery: byte-identical files and edited copies (among the
+        photos `filters` let through)."""
+        return [g.paths for g in duplicates.gallery_groups(self.store, "copies", self.select(filters))]
+
+    @_catalog_errors
+    def duplicate_groups(self, kind: str | None = None, *, filters: Filters | None = None) -> list[DupGroup]:
+        """Copies and similar shots (or one `kind`: "copies", "similar"), each group with its suggested keeper
+        first and every other member explained against it (among the photos `filters` let through)."""
+        return duplicates.gallery_groups(self.store, kind, self.select(filters))
 
     @_catalog_errors
     def find_duplicates(self, query: Query, *, filters: Filters | None = None) -> list[Match]:
