@@ -107,16 +107,14 @@ def assign_persons(labels: Sequence[int], before: Sequence[int | None], pinned: 
     return out
 
 
-def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: dict[int, int],
-                         forbidden: dict[int, set[int]], link: float = LINK, rounds: int = ROUNDS) -> list[int]:
-    """Chinese whispers with cannot-link constraints. Returns a cluster label per row.
+Links = list[list[tuple[int, float]]]  # row -> (linked row, weight link - distance), for each close neighbour
 
-    Each face takes the label its linked neighbours weigh most (weight: link - distance), among labels it may join:
-    not one holding another face of its photo, not a person it was marked as not being. Pinned faces keep their
-    person's label. Deterministic: faces are visited in order, ties go to the smaller label.
-    """
+
+def all_pair_links(matrix: np.ndarray, contents: Sequence[int], link: float = LINK) -> Links:
+    """Links between every two rows closer than `link` (of different photos), found over all pairs: for small sets
+    (a test, the new faces of one update); the gallery-wide re-cluster uses `knn_links`."""
     n = len(matrix)
-    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    neighbours: Links = [[] for _ in range(n)]
     sq = (matrix * matrix).sum(axis=1)
     step = max(16, 8_000_000 // max(n, 1))  # distance blocks of at most ~32 MB
     for start in range(0, n, step):
@@ -127,6 +125,51 @@ def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: di
             i, j = start + int(r), int(c)
             if i != j and contents[i] != contents[j]:
                 neighbours[i].append((j, float(link - dist[r, c])))
+    return neighbours
+
+
+def knn_links(matrix: np.ndarray, contents: Sequence[int], knn: np.ndarray, link: float = LINK) -> Links:
+    """Links from a k-NN graph: `knn[i]` are row indices of row i's candidate neighbours (-1: none), kept when their
+    exact euclidean distance is below `link`. Made symmetric (j links i when i links j), so a face whose own k-NN
+    list missed a neighbour still hears it."""
+    n = len(matrix)
+    neighbours: Links = [[] for _ in range(n)]
+    seen: set[tuple[int, int]] = set()
+    contents_arr = np.asarray(contents)
+    for start in range(0, n, 4096):
+        rows = np.arange(start, min(n, start + 4096))
+        cand = knn[rows]
+        ok = cand >= 0
+        safe = np.where(ok, cand, 0)
+        dist = np.linalg.norm(matrix[safe] - matrix[rows][:, None, :], axis=2)
+        keep = ok & (dist < link) & (safe != rows[:, None]) & (contents_arr[safe] != contents_arr[rows][:, None])
+        for r, c in zip(*np.nonzero(keep), strict=False):
+            i, j = int(rows[r]), int(safe[r, c])
+            pair = (min(i, j), max(i, j))
+            if pair in seen:
+                continue
+            seen.add(pair)
+            w = float(link - dist[r, c])
+            neighbours[i].append((j, w))
+            neighbours[j].append((i, w))
+    return neighbours
+
+
+def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: dict[int, int],
+                         forbidden: dict[int, set[int]], link: float = LINK, rounds: int = ROUNDS) -> list[int]:
+    """Chinese whispers with cannot-link constraints over all pairs of rows closer than `link` (see `whispers`)."""
+    return whispers(all_pair_links(matrix, contents, link), contents, pinned, forbidden, rounds)
+
+
+def whispers(neighbours: Links, contents: Sequence[int], pinned: dict[int, int],
+             forbidden: dict[int, set[int]], rounds: int = ROUNDS) -> list[int]:
+    """Chinese whispers with cannot-link constraints over given links. Returns a cluster label per row.
+
+    Each face takes the label its linked neighbours weigh most (weight: link - distance), among labels it may join:
+    not one holding another face of its photo, not a person it was marked as not being. Pinned faces keep their
+    person's label. Deterministic: faces are visited in order, ties go to the smaller label.
+    """
+    n = len(neighbours)
     # Labels: a pinned person p is label -(p + 1) (negative, never clashes with a row index); others start alone.
     labels = [-(pinned[i] + 1) if i in pinned else i for i in range(n)]
     held: dict[int, Counter[int]] = defaultdict(Counter)  # label -> photos it holds faces of
