@@ -3,7 +3,7 @@
 Descriptors: identities grouped in families (relatives sit closer to each other than strangers do), each identity a
 centre plus per-face noise of its own spread, all shifted by one shared mean of norm ~1.2 (dlib's descriptors share
 one: their norms are ~1.3-1.5, which makes cosine order coarser than euclidean). With the defaults, same-person
-distances are mostly below 0.5 and different-person ones above 0.6, as dlib's are on real faces.
+distances are mostly below 0.5 (83 %) and different-person ones above 0.6 (99.9 %), as dlib's are on real faces.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class Identities:
         return (self.centres[who] + noise * self.spread[who, None]).astype(np.float32)
 
 
-def identities(n: int, seed: int, family: int = 3, stranger: float = 0.95, relative: float = 0.58,
-               spread: tuple[float, float] = (0.017, 0.031)) -> Identities:
+def identities(n: int, seed: int, family: int = 3, stranger: float = 0.95, relative: float = 0.5,
+               spread: tuple[float, float] = (0.018, 0.034)) -> Identities:
     """`n` identities in families of up to `family`: strangers' centres ~`stranger` apart, relatives' ~`relative`;
     per-dimension noise drawn per identity in `spread` (same-person distance ~ 16 x that)."""
     rng = np.random.default_rng(seed)
