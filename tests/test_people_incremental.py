@@ -225,3 +225,16 @@ def _pair_agreement(a: list[int | None], b: list[int | None]) -> float:
     same_x, same_y = x[:, None] == x[None], y[:, None] == y[None]
     upper = np.triu(np.ones((n, n), dtype=bool), 1)
     return float((same_x == same_y)[upper].mean()) if n > 1 else 1.0
+
+
+def test_forgetting_all_faces_forgets_the_incremental_state(synthetic: tuple[Store, Any, Any]) -> None:
+    from imagesim.faces.store import set_faces
+
+    store, stage, ids = synthetic
+    rng = np.random.default_rng(2)
+    add_faces(store, stage, ids.faces([0, 0, 1, 1]), [0, 0, 1, 1], rng)
+    people = People(store)
+    people.update()
+    assert people_state(people.tables) is not None
+    set_faces(store, None)
+    assert store.catalog.meta("people_state") is None  # faces turned on again start with a full clustering

@@ -26,9 +26,9 @@ import numpy as np
 from ..encoders import normalize
 from ..store import Store
 from .cluster import LINK, assign_persons, constraints, knn_links, seeds_people, whispers
-from .store import FACES, FaceCatalog, FaceRow, face_settings
+from .store import FACES, PEOPLE_STATE_KEY, FaceCatalog, FaceRow, face_settings
 
-STATE_KEY = "people_state"  # JSON {"max_id": highest face id clustered, "faces": faces then}; absent: never clustered
+STATE_KEY = PEOPLE_STATE_KEY  # JSON {"max_id": highest face id clustered, "faces": faces then}; absent: never clustered
 K_UPDATE = 20  # graph neighbours each new face asks for
 K_FULL = 30  # graph neighbours per face in a full re-cluster (the k-NN graph's k)
 AGREE = 0.5  # share of the close neighbours' vote (weights LINK - distance) a person needs to take a new face

@@ -30,6 +30,7 @@ from .detect import Box, FaceDetector
 FACES = "faces"  # the vector space; labels are face ids
 META_KEY = "faces"  # JSON settings when faces are on for this database; absent when off
 TABLES = "faces"  # the optional table set below
+PEOPLE_STATE_KEY = "people_state"  # incremental people's high-water mark (incremental.py); goes with the faces
 
 # The face tables exist only in databases with faces turned on; this module owns them (schema and queries).
 FACE_SCHEMA = """
@@ -139,6 +140,7 @@ def delete_all_faces(store: Store) -> None:
                 for table in ("face_marks", "faces", "face_scans", "people"):
                     catalog.conn.execute(f"DELETE FROM {table}")
             catalog.drop_space(FACES)
+            catalog.delete_meta(PEOPLE_STATE_KEY)
         store.drop_space(FACES)
         store.save(compact=True)
 
