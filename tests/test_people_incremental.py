@@ -31,9 +31,9 @@ class Spy:
         self.queries = self.rows = self.descriptors = 0
         search, rows, descs = store.search, face_store.face_rows, face_store.descriptors
 
-        def counted_search(space: str, queries: np.ndarray, k: int) -> Any:
+        def counted_search(space: str, queries: np.ndarray, k: int, **kwargs: Any) -> Any:
             self.queries += len(np.atleast_2d(queries))
-            return search(space, queries, k)
+            return search(space, queries, k, **kwargs)
 
         def counted_rows(*args: Any, **kwargs: Any) -> Any:
             out = rows(*args, **kwargs)

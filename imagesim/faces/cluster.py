@@ -131,28 +131,37 @@ def all_pair_links(matrix: np.ndarray, contents: Sequence[int], link: float = LI
 def knn_links(matrix: np.ndarray, contents: Sequence[int], knn: np.ndarray, link: float = LINK) -> Links:
     """Links from a k-NN graph: `knn[i]` are row indices of row i's candidate neighbours (-1: none), kept when their
     exact euclidean distance is below `link`. Made symmetric (j links i when i links j), so a face whose own k-NN
-    list missed a neighbour still hears it."""
+    list missed a neighbour still hears it. Vectorised: a million faces make tens of millions of candidate pairs."""
     n = len(matrix)
-    neighbours: Links = [[] for _ in range(n)]
-    seen: set[tuple[int, int]] = set()
     contents_arr = np.asarray(contents)
+    found_i, found_j, found_d = [], [], []
     for start in range(0, n, 4096):
         rows = np.arange(start, min(n, start + 4096))
         cand = knn[rows]
-        ok = cand >= 0
-        safe = np.where(ok, cand, 0)
+        safe = np.where(cand >= 0, cand, 0)
         dist = np.linalg.norm(matrix[safe] - matrix[rows][:, None, :], axis=2)
-        keep = ok & (dist < link) & (safe != rows[:, None]) & (contents_arr[safe] != contents_arr[rows][:, None])
-        for r, c in zip(*np.nonzero(keep), strict=False):
-            i, j = int(rows[r]), int(safe[r, c])
-            pair = (min(i, j), max(i, j))
-            if pair in seen:
-                continue
-            seen.add(pair)
-            w = float(link - dist[r, c])
-            neighbours[i].append((j, w))
-            neighbours[j].append((i, w))
-    return neighbours
+        keep = (cand >= 0) & (dist < link) & (safe != rows[:, None]) & \
+            (contents_arr[safe] != contents_arr[rows][:, None])
+        r, c = np.nonzero(keep)
+        found_i.append(rows[r])
+        found_j.append(safe[r, c])
+        found_d.append(dist[r, c])
+    i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
+    j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
+    d = np.concatenate(found_d) if found_d else np.zeros(0)
+    lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    _, first = np.unique(lo * n + hi, return_index=True)  # each pair once, whichever side found it
+    lo, hi, w = lo[first], hi[first], link - d[first]
+    src, dst, weight = np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([w, w])
+    order = np.lexsort((dst, src))
+    dst_l, w_l = dst[order].tolist(), weight[order].astype(float).tolist()
+    ends = np.cumsum(np.bincount(src, minlength=n)).tolist()
+    out: Links = []
+    begin = 0
+    for end in ends:
+        out.append(list(zip(dst_l[begin:end], w_l[begin:end], strict=True)))
+        begin = end
+    return out
 
 
 def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: dict[int, int],

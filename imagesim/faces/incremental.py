@@ -66,7 +66,7 @@ def _knn_rows(store: Store, matrix: np.ndarray, ids: np.ndarray, k: int) -> tupl
     """Graph neighbours (face ids, -1 padded) of each row's descriptor, asked in batches; and the query count."""
     out = np.full((len(matrix), k), -1, dtype=np.int64)
     for start in range(0, len(matrix), QUERY_BATCH):
-        labels, _ = store.search(FACES, normalize(matrix[start:start + QUERY_BATCH]), k)
+        labels, _ = store.search(FACES, normalize(matrix[start:start + QUERY_BATCH]), k, threads=store.threads)
         out[start:start + len(labels), :labels.shape[1]] = labels
     return out, np.asarray(ids)
 

@@ -102,8 +102,11 @@ class VectorIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self.index.get_items(labels), dtype=np.float32).reshape(len(labels), self.dim)
 
-    def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return (labels, cosine similarities), each (n_queries, k'), best first; k' = min(k, live items)."""
+    def search(self, queries: np.ndarray, k: int, ef: int | None = None,
+               threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Return (labels, cosine similarities), each (n_queries, k'), best first; k' = min(k, live items).
+
+        `threads`: hnswlib threads over the queries (one query gains nothing; a batch, as a re-cluster asks, does)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = min(int(k), len(self.live))
         if k <= 0:
@@ -111,7 +114,7 @@ class VectorIndex:
         if len(self.live) <= self.exact_max:
             return self._exact(queries, k)
         self.index.set_ef(max(ef or HNSW_EF_SEARCH, k))
-        labels, distances = self.index.knn_query(queries, k=k, num_threads=1)
+        labels, distances = self.index.knn_query(queries, k=k, num_threads=max(1, threads))
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
