@@ -110,6 +110,23 @@ def assign_persons(labels: Sequence[int], before: Sequence[int | None], pinned: 
 Links = list[list[tuple[int, float]]]  # row -> (linked row, weight link - distance), for each close neighbour
 
 
+@dataclass(frozen=True)
+class LinkGraph:
+    """Links in compressed rows (numpy), for galleries: Python lists of tuples cost ~10 KB a face, these ~0.5 KB.
+    Row i's links are `dst[indptr[i]:indptr[i + 1]]` with their weights (link - distance) in `weight`."""
+
+    indptr: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def __getitem__(self, i: int) -> list[tuple[int, float]]:
+        a, b = int(self.indptr[i]), int(self.indptr[i + 1])
+        return list(zip(self.dst[a:b].tolist(), self.weight[a:b].tolist(), strict=True))
+
+
 def all_pair_links(matrix: np.ndarray, contents: Sequence[int], link: float = LINK) -> Links:
     """Links between every two rows closer than `link` (of different photos), found over all pairs: for small sets
     (a test, the new faces of one update); the gallery-wide re-cluster uses `knn_links`."""
@@ -128,7 +145,7 @@ def all_pair_links(matrix: np.ndarray, contents: Sequence[int], link: float = LI
     return neighbours
 
 
-def knn_links(matrix: np.ndarray, contents: Sequence[int], knn: np.ndarray, link: float = LINK) -> Links:
+def knn_links(matrix: np.ndarray, contents: Sequence[int], knn: np.ndarray, link: float = LINK) -> LinkGraph:
     """Links from a k-NN graph: `knn[i]` are row indices of row i's candidate neighbours (-1: none), kept when their
     exact euclidean distance is below `link`. Made symmetric (j links i when i links j), so a face whose own k-NN
     list missed a neighbour still hears it. Vectorised: a million faces make tens of millions of candidate pairs."""
@@ -154,14 +171,8 @@ def knn_links(matrix: np.ndarray, contents: Sequence[int], knn: np.ndarray, link
     lo, hi, w = lo[first], hi[first], link - d[first]
     src, dst, weight = np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([w, w])
     order = np.lexsort((dst, src))
-    dst_l, w_l = dst[order].tolist(), weight[order].astype(float).tolist()
-    ends = np.cumsum(np.bincount(src, minlength=n)).tolist()
-    out: Links = []
-    begin = 0
-    for end in ends:
-        out.append(list(zip(dst_l[begin:end], w_l[begin:end], strict=True)))
-        begin = end
-    return out
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
+    return LinkGraph(indptr, dst[order].astype(np.int64), weight[order].astype(np.float64))
 
 
 def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: dict[int, int],
@@ -170,7 +181,7 @@ def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: di
     return whispers(all_pair_links(matrix, contents, link), contents, pinned, forbidden, rounds)
 
 
-def whispers(neighbours: Links, contents: Sequence[int], pinned: dict[int, int],
+def whispers(neighbours: Links | LinkGraph, contents: Sequence[int], pinned: dict[int, int],
              forbidden: dict[int, set[int]], rounds: int = ROUNDS) -> list[int]:
     """Chinese whispers with cannot-link constraints over given links. Returns a cluster label per row.
 
