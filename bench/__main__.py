@@ -9,7 +9,7 @@ import sys
 # name -> module in bench/ with a `main(argv) -> int`; each writes its own section.
 BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces",
               "style": "bench.style", "duplicates": "bench.duplicates", "speed": "bench.speed",
-              "ray": "bench.ray", "filters": "bench.filters"}
+              "ray": "bench.ray", "filters": "bench.filters", "people": "bench.people"}
 
 
 def main(argv: list[str] | None = None) -> int:

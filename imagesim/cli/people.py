@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("people", help="the people found in the gallery: list, show, name, merge, split, move, forget")
+    p = sub.add_parser("people", help="the people found in the gallery: list, show, name, merge, split, move, forget, "
+                       "recluster")
     add_db(p)
     ps = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = ps.add_parser("list", help="everyone, most photos first")
@@ -39,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = ps.add_parser("forget", help="delete a person's faces and name from the database for good")
     q.add_argument("person", nargs="?", help="name or number")
     q.add_argument("--all-faces", action="store_true", help="delete every face and person and turn faces off")
+    q = ps.add_parser("recluster", help="group every face into people anew (corrections kept); indexing only "
+                      "updates people with the new faces")
+    q.add_argument("--json", action="store_true")
     for action in ps.choices.values():  # `people list --db DB` works as well as `people --db DB list`
         action.add_argument("--db", default=argparse.SUPPRESS, help="database folder (as for `people`)")
 
@@ -66,6 +70,13 @@ def cmd_people(args: argparse.Namespace) -> int:
                 moved = people.move(args.face_ids, None if args.not_ else args.to)
                 print(f"imagesim: moved to {moved.label}" if moved
                       else "imagesim: taken out; they will not go back there")
+            elif args.action == "recluster":
+                done = people.recluster()
+                if args.json:
+                    print(json.dumps({"people": done.people, "faces": done.faces, "new_people": done.new_people}))
+                else:
+                    print(f"imagesim: {done.faces} faces grouped into {done.people} people "
+                          f"({people.unassigned()} belong to no one)")
             elif args.action == "forget":
                 if bool(args.person) == bool(args.all_faces):
                     raise ImagesimError("give a person to forget, or --all-faces")

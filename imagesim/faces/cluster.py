@@ -107,16 +107,31 @@ def assign_persons(labels: Sequence[int], before: Sequence[int | None], pinned: 
     return out
 
 
-def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: dict[int, int],
-                         forbidden: dict[int, set[int]], link: float = LINK, rounds: int = ROUNDS) -> list[int]:
-    """Chinese whispers with cannot-link constraints. Returns a cluster label per row.
+Links = list[list[tuple[int, float]]]  # row -> (linked row, weight link - distance), for each close neighbour
 
-    Each face takes the label its linked neighbours weigh most (weight: link - distance), among labels it may join:
-    not one holding another face of its photo, not a person it was marked as not being. Pinned faces keep their
-    person's label. Deterministic: faces are visited in order, ties go to the smaller label.
-    """
+
+@dataclass(frozen=True)
+class LinkGraph:
+    """Links in compressed rows (numpy), for galleries: Python lists of tuples cost ~10 KB a face, these ~0.5 KB.
+    Row i's links are `dst[indptr[i]:indptr[i + 1]]` with their weights (link - distance) in `weight`."""
+
+    indptr: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def __getitem__(self, i: int) -> list[tuple[int, float]]:
+        a, b = int(self.indptr[i]), int(self.indptr[i + 1])
+        return list(zip(self.dst[a:b].tolist(), self.weight[a:b].tolist(), strict=True))
+
+
+def all_pair_links(matrix: np.ndarray, contents: Sequence[int], link: float = LINK) -> Links:
+    """Links between every two rows closer than `link` (of different photos), found over all pairs: for small sets
+    (a test, the new faces of one update); the gallery-wide re-cluster uses `knn_links`."""
     n = len(matrix)
-    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    neighbours: Links = [[] for _ in range(n)]
     sq = (matrix * matrix).sum(axis=1)
     step = max(16, 8_000_000 // max(n, 1))  # distance blocks of at most ~32 MB
     for start in range(0, n, step):
@@ -127,6 +142,54 @@ def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: di
             i, j = start + int(r), int(c)
             if i != j and contents[i] != contents[j]:
                 neighbours[i].append((j, float(link - dist[r, c])))
+    return neighbours
+
+
+def knn_links(matrix: np.ndarray, contents: Sequence[int], knn: np.ndarray, link: float = LINK) -> LinkGraph:
+    """Links from a k-NN graph: `knn[i]` are row indices of row i's candidate neighbours (-1: none), kept when their
+    exact euclidean distance is below `link`. Made symmetric (j links i when i links j), so a face whose own k-NN
+    list missed a neighbour still hears it. Vectorised: a million faces make tens of millions of candidate pairs."""
+    n = len(matrix)
+    contents_arr = np.asarray(contents)
+    found_i, found_j, found_d = [], [], []
+    for start in range(0, n, 4096):
+        rows = np.arange(start, min(n, start + 4096))
+        cand = knn[rows]
+        safe = np.where(cand >= 0, cand, 0)
+        dist = np.linalg.norm(matrix[safe] - matrix[rows][:, None, :], axis=2)
+        keep = (cand >= 0) & (dist < link) & (safe != rows[:, None]) & \
+            (contents_arr[safe] != contents_arr[rows][:, None])
+        r, c = np.nonzero(keep)
+        found_i.append(rows[r])
+        found_j.append(safe[r, c])
+        found_d.append(dist[r, c])
+    i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
+    j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
+    d = np.concatenate(found_d) if found_d else np.zeros(0)
+    lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    _, first = np.unique(lo * n + hi, return_index=True)  # each pair once, whichever side found it
+    lo, hi, w = lo[first], hi[first], link - d[first]
+    src, dst, weight = np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([w, w])
+    order = np.lexsort((dst, src))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
+    return LinkGraph(indptr, dst[order].astype(np.int64), weight[order].astype(np.float64))
+
+
+def constrained_whispers(matrix: np.ndarray, contents: Sequence[int], pinned: dict[int, int],
+                         forbidden: dict[int, set[int]], link: float = LINK, rounds: int = ROUNDS) -> list[int]:
+    """Chinese whispers with cannot-link constraints over all pairs of rows closer than `link` (see `whispers`)."""
+    return whispers(all_pair_links(matrix, contents, link), contents, pinned, forbidden, rounds)
+
+
+def whispers(neighbours: Links | LinkGraph, contents: Sequence[int], pinned: dict[int, int],
+             forbidden: dict[int, set[int]], rounds: int = ROUNDS) -> list[int]:
+    """Chinese whispers with cannot-link constraints over given links. Returns a cluster label per row.
+
+    Each face takes the label its linked neighbours weigh most (weight: link - distance), among labels it may join:
+    not one holding another face of its photo, not a person it was marked as not being. Pinned faces keep their
+    person's label. Deterministic: faces are visited in order, ties go to the smaller label.
+    """
+    n = len(neighbours)
     # Labels: a pinned person p is label -(p + 1) (negative, never clashes with a row index); others start alone.
     labels = [-(pinned[i] + 1) if i in pinned else i for i in range(n)]
     held: dict[int, Counter[int]] = defaultdict(Counter)  # label -> photos it holds faces of

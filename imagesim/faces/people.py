@@ -16,14 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
 from PIL import Image
 
 from ..errors import ImagesimError
 from ..images import load_image
 from ..store import Store
-from .cluster import assign_persons, constrained_whispers, constraints, seeds_people
 from .detect import Box, crop_box
+from .incremental import PeopleUpdate, recluster, update
 from .store import FaceCatalog, Person, delete_faces, face_count, face_settings, has_schema, set_faces
 
 __all__ = ["People", "Person", "PersonFace", "PersonNotFound"]
@@ -211,24 +210,17 @@ class People:
     # ---- clustering ------------------------------------------------------------------------------------------------
 
     def cluster(self) -> int:
-        """Group every face into people under the constraints; keep person numbers stable; return people count."""
+        """Group every face into people under the constraints (a full re-cluster on the faces' k-NN graph); keep
+        person numbers stable; return the number of people with faces."""
+        return self.recluster().people
+
+    def recluster(self) -> PeopleUpdate:
+        """A full re-cluster on the faces' k-NN graph, under every correction (`imagesim people recluster`)."""
         with self.store.lock:
-            rows = self.tables.all_faces()
-            if not rows:
-                with self.catalog.transaction():
-                    self.tables.drop_empty_people()
-                return 0
-            descs = self.tables.descriptors([r.id for r in rows])
-            matrix = np.stack([descs[r.id] for r in rows])
-            sha = self.tables.content_sha256()
-            pinned, forbidden = constraints([r.box for r in rows], [sha.get(r.content_id, "") for r in rows],
-                                            self.tables.marks())
-            labels = constrained_whispers(matrix, [r.content_id for r in rows], pinned, forbidden)
-            detector = (face_settings(self.catalog) or {}).get("detector", "hog")
-            strong = [seeds_people(r.score, detector) for r in rows]  # weak faces join people, never found one
-            with self.catalog.transaction():
-                assignment = assign_persons(labels, [r.person_id for r in rows], pinned, forbidden,
-                                            self.tables.person_ids(), self.tables.new_person, strong)
-                self.tables.set_persons([(r.id, assignment[i]) for i, r in enumerate(rows)])
-                self.tables.drop_empty_people()
-            return len({a for a in assignment if a is not None})
+            return recluster(self.store, self.tables)
+
+    def update(self) -> PeopleUpdate:
+        """Put only the faces found since the last clustering into people (a full re-cluster when the incremental
+        state asks for one): what the indexer runs after each pass."""
+        with self.store.lock:
+            return update(self.store, self.tables)

@@ -30,6 +30,7 @@ from .detect import Box, FaceDetector
 FACES = "faces"  # the vector space; labels are face ids
 META_KEY = "faces"  # JSON settings when faces are on for this database; absent when off
 TABLES = "faces"  # the optional table set below
+PEOPLE_STATE_KEY = "people_state"  # incremental people's high-water mark (incremental.py); goes with the faces
 
 # The face tables exist only in databases with faces turned on; this module owns them (schema and queries).
 FACE_SCHEMA = """
@@ -139,6 +140,7 @@ def delete_all_faces(store: Store) -> None:
                 for table in ("face_marks", "faces", "face_scans", "people"):
                     catalog.conn.execute(f"DELETE FROM {table}")
             catalog.drop_space(FACES)
+            catalog.delete_meta(PEOPLE_STATE_KEY)
         store.drop_space(FACES)
         store.save(compact=True)
 
@@ -222,6 +224,26 @@ class FaceCatalog:
         """The faces with these ids (unknown ids are left out), by id."""
         ids = [int(i) for i in face_ids]
         return face_rows(self.catalog, f"WHERE id IN ({','.join('?' * len(ids))})", ids)
+
+    def faces_after(self, face_id: int) -> list[FaceRow]:
+        """Faces with an id above `face_id` (ids only grow: the faces written since a face's), by id."""
+        return face_rows(self.catalog, "WHERE id > ?", (int(face_id),))
+
+    def faces_in(self, face_ids: Iterable[int]) -> list[FaceRow]:
+        """As `faces`, for any number of ids (asked in chunks, below SQLite's variable limit)."""
+        ids = sorted({int(i) for i in face_ids})
+        return [r for i in range(0, len(ids), 500) for r in self.faces(ids[i:i + 500])]
+
+    def persons_in_contents(self, content_ids: Iterable[int]) -> dict[int, set[int]]:
+        """Content id -> the persons its faces already belong to (for those of these photos that have any)."""
+        ids = sorted({int(i) for i in content_ids})
+        out: dict[int, set[int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for cid, pid in self.conn.execute(f"SELECT content_id, person_id FROM faces WHERE content_id IN "
+                                              f"({','.join('?' * len(chunk))}) AND person_id IS NOT NULL", chunk):
+                out.setdefault(int(cid), set()).add(int(pid))
+        return out
 
     def faces_of_person(self, person_id: int) -> list[FaceRow]:
         """A person's faces, by id."""
@@ -330,9 +352,28 @@ class FaceCatalog:
         rows = self.conn.execute("SELECT sha256, left, top, right, bottom, person_id, is_person FROM face_marks")
         return [Mark(r[0], (r[1], r[2], r[3], r[4]), int(r[5]), bool(r[6])) for r in rows]
 
-    def content_sha256(self) -> dict[int, str]:
-        """Content id -> the photo bytes' sha256, which marks are keyed by."""
-        return self.catalog.content_hashes()
+    def content_sha256(self, content_ids: Iterable[int] | None = None) -> dict[int, str]:
+        """Content id -> the photo bytes' sha256, which marks are keyed by (of these contents; of all when None)."""
+        if content_ids is None:
+            return self.catalog.content_hashes()
+        ids = sorted({int(i) for i in content_ids})
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update((int(c), str(h)) for c, h in self.conn.execute(
+                f"SELECT id, sha256 FROM contents WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def marks_for(self, sha256s: Iterable[str]) -> list[Mark]:
+        """The corrections made on the photos with these bytes."""
+        shas = sorted(set(sha256s))
+        out: list[Mark] = []
+        for i in range(0, len(shas), 500):
+            chunk = shas[i:i + 500]
+            out.extend(Mark(r[0], (r[1], r[2], r[3], r[4]), int(r[5]), bool(r[6])) for r in self.conn.execute(
+                "SELECT sha256, left, top, right, bottom, person_id, is_person FROM face_marks WHERE sha256 IN "
+                f"({','.join('?' * len(chunk))})", chunk))
+        return out
 
     def mark(self, face_id: int, person_id: int, *, is_person: bool) -> None:
         """Remember that this face is (or is not) this person, on its photo's bytes and box."""

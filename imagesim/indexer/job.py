@@ -80,7 +80,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
                                faces=stage, remote=remote)
         report.waiting_for_model = waiting
         if stage is not None and faces_version(store.catalog) != faces_before:  # re-cluster only after a change
-            People(store).cluster()
+            People(store).update()
         with store.catalog.transaction():
             if record:
                 store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))

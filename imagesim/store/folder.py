@@ -225,12 +225,13 @@ class Store:
             content_id = self.indexed_content(path)
             return None if content_id is None else self.catalog.vector_for_content(space, content_id)
 
-    def search(self, space: str, queries: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, space: str, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine scores) per query, best first; empty rows when the space holds nothing. `allowed`: the
-        only labels that may be returned (a filter's), exactly."""
+        only labels that may be returned (a filter's), exactly. `threads`: for a batch of queries (see
+        VectorIndex.search)."""
         with self.lock:
             if self.catalog.space(space) is None:
                 n = len(np.atleast_2d(queries))
                 return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
-            return self.index(space).search(queries, k, allowed=allowed)
+            return self.index(space).search(queries, k, allowed=allowed, threads=threads)

@@ -119,11 +119,12 @@ class VectorIndex:
         return np.asarray(self.index.get_items(labels), dtype=np.float32).reshape(len(labels), self.dim)
 
     def search(self, queries: np.ndarray, k: int, ef: int | None = None,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               allowed: np.ndarray | None = None, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Return (labels, cosine similarities), each (n_queries, k'), best first; k' = min(k, live items).
 
         `allowed`: only these labels may be returned (a filter); the answer is then exact below `filter_exact_max`
-        allowed labels and hnswlib's filtered graph walk above."""
+        allowed labels and hnswlib's filtered graph walk above. `threads`: hnswlib threads over the queries (one
+        query gains nothing; a batch, as a re-cluster asks, does)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if allowed is not None:
             return self._filtered(queries, k, np.asarray(allowed, dtype=np.int64), ef)
@@ -133,7 +134,7 @@ class VectorIndex:
         if len(self.live) <= self.exact_max:
             return self._exact(queries, k)
         self.index.set_ef(max(ef or HNSW_EF_SEARCH, k))
-        labels, distances = self.index.knn_query(queries, k=k, num_threads=1)
+        labels, distances = self.index.knn_query(queries, k=k, num_threads=max(1, threads))
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
 
     def _filtered(self, queries: np.ndarray, k: int, allowed: np.ndarray,

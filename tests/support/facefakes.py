@@ -116,7 +116,8 @@ def write_face_photo(path: Path, people: Sequence[int], **kwargs: Any) -> Path:
 
 def index_with_fakes(db: Path, roots: Sequence[Path], encoders: Sequence[Any],
                      analyzer: FaceAnalyzer | None = None) -> Any:
-    """`imagesim index --faces` with fake face models: index, cluster, close; return the IndexReport."""
+    """`imagesim index --faces` with fake face models: index, update people (as the indexer does), close; return the
+    IndexReport."""
     from imagesim.faces.people import People
     from imagesim.faces.stage import FaceStage, configure_faces
     from imagesim.indexer import index_gallery
@@ -127,7 +128,7 @@ def index_with_fakes(db: Path, roots: Sequence[Path], encoders: Sequence[Any],
         configure_faces(store, True)
         report = index_gallery(store, roots, encoders, faces=FaceStage(analyzer or fake_analyzer()), progress=False,
                                threads=1)
-        People(store).cluster()
+        People(store).update()
         return report
     finally:
         store.close()
