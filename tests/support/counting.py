@@ -15,7 +15,7 @@ class Counting(Encoder):
 
     def __init__(self, inner: Encoder) -> None:
         self.inner, self.calls = inner, 0
-        self.space, self.dim, self.input_size = inner.space, inner.dim, inner.input_size
+        self.space, self.dim, self.input_size, self.parts = inner.space, inner.dim, inner.input_size, inner.parts
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.calls += len(images)
