@@ -26,7 +26,7 @@ pytest.importorskip("gradio")
 
 from imagesim_ui import handlers as handlers_module  # noqa: E402
 from imagesim_ui.app import _header  # noqa: E402
-from imagesim_ui.filterbar import read  # noqa: E402
+from imagesim_ui.filterbar import read, summary  # noqa: E402
 from imagesim_ui.handlers import NO_FILTER_MATCH, WAITS_FOR_MODEL, Handlers  # noqa: E402
 
 NONE = ("", "", "", "", [], "", [], "score")  # the bar as a page opens it
@@ -56,6 +56,12 @@ def test_an_empty_bar_filters_nothing() -> None:
 def test_bad_input_is_one_line(fields: dict[str, Any], says: str) -> None:
     asked = read(*bar(**fields))
     assert says in asked.error and "\n" not in asked.error and asked.filters is None
+
+
+def test_the_folded_bar_says_which_filters_are_on() -> None:
+    assert summary(*NONE) == "Filters"
+    assert summary(*bar(after="2019", people=["Ada", "Ben"], sort="date")) == \
+        "Filters: after 2019 · with Ada, Ben · newest first"
 
 
 def test_a_place_is_a_name_or_a_position() -> None:
@@ -112,6 +118,8 @@ def test_composed_query_says_which_term_pulled_each_in(site: Site, upload: str) 
     for it in out.items:
         assert it["why"].startswith("pulled in by ") and "a blue square" in it["why"]
         assert it["caption"].count(" · ") == 2  # score · the term that pulled it in · name
+    facts = site.handlers.details(out.items[0])[1]
+    assert "similarity to each term: the photo " in facts and "&#x27;a blue square&#x27; " in facts
     words = site.handlers.search_text("sky", 4, minus="grass")
     assert words.items and all("pulled in by 'sky'" in it["why"] for it in words.items)
 

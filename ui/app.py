@@ -144,14 +144,17 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
 
         def similar_values(out: Outcome, n: int) -> tuple[Any, ...]:
             # "Load more" while the last page came back full: there may be more
-            return (*show(out), gr.update(value="", visible=False),
+            # no results: the reason also stands where the results would be (a filter nobody passes, ...)
+            empty = not out.items and bool(out.message)
+            return (*show(out), gr.update(value=note_html(out.message) if empty else "", visible=empty),
                     gr.update(value="Load more", visible=len(out.items) >= int(n)))
 
         # ---- the library, before any query ------------------------------------------------------------------
         def library(page: int, *values: Any) -> tuple[Any, ...]:
             asked = read(*values)
             out = Outcome(message=asked.error) if asked.error else h.library(page, LIBRARY_PAGE, asked.filters)
-            return (*show(out), gr.update(value="<p class='note'>Your library, newest first</p>", visible=True),
+            title = note_html(out.message) if out.message else "<p class='note'>Your library, newest first</p>"
+            return (*show(out), gr.update(value=title, visible=True),
                     gr.update(value="Show more", visible=bool(out.extra)), page)
 
         def query(q: tuple[str, str], n: int, more: str, less: str, values: tuple[Any, ...],
@@ -212,7 +215,10 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                 return (*Panel.values(out), note_html(out.message))
 
             style_in = [last, blend, count, *filtered]
-            for event in (ev, text_ev, count_ev, changed):
+            # one after the other, as before: Similar, then Same look, then Faces (2 cores)
+            ev = ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            changed = changed.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            for event in (text_ev, count_ev):
                 event.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
             blend.change(run_style, style_in, [*style.outputs(), style_note], trigger_mode="always_last", **RUN)
             style.more.click(h.query_photo, [style.selected], upload, **RUN)
@@ -223,8 +229,8 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                 asked = read(*values)
                 return faces.run(f, asked.filters, asked.error)
 
-            for event in (ev, changed):
-                event.then(run_faces, [upload, *filtered], faces.outputs(), **RUN)
+            ev = ev.then(run_faces, [upload, *filtered], faces.outputs(), **RUN)
+            changed = changed.then(run_faces, [upload, *filtered], faces.outputs(), **RUN)
         if people is not None:
             people_tab.select(people.load, None, people.outputs(), **RUN)
             # names given on the People tab become choices of the bar's person filter

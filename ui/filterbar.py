@@ -53,12 +53,23 @@ def _listed(value: list[str] | str | None) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+def summary(*values: Any) -> str:
+    """The fold's title: which filters are on, so a folded bar still says why results are missing."""
+    names = ["after", "before", "in", "camera", "with", "place", "type"]
+    on = [f"{name} {', '.join(_listed(v))}" for name, v in zip(names, values[:7], strict=True) if _listed(v)
+          and any(x.strip() for x in _listed(v))]
+    if len(values) > 7 and values[7] == "date":
+        on.append("newest first")
+    return "Filters: " + " · ".join(on) if on else "Filters"
+
+
 class FilterBar:
-    """The bar's fields, in one row that wraps on a narrow screen."""
+    """The bar's fields in a fold (a phone's screen stays for the results), one row that wraps when narrow."""
 
     def __init__(self, people: list[str]) -> None:
-        with gr.Row(elem_id="filter-bar", equal_height=True):
-            self.after = gr.Textbox(label="After", placeholder="2019 or 2019-07-14", max_lines=1, min_width=110,
+        with gr.Accordion("Filters", open=False, elem_id="filter-fold") as self.fold, \
+                gr.Row(elem_id="filter-bar", equal_height=False):
+            self.after = gr.Textbox(label="After", placeholder="2019", max_lines=1, min_width=110,
                                     elem_id="f-after")
             self.before = gr.Textbox(label="Before", placeholder="2020-06", max_lines=1, min_width=110,
                                      elem_id="f-before")
@@ -68,12 +79,15 @@ class FilterBar:
                                      elem_id="f-camera")
             self.people = gr.Dropdown(people, value=[], multiselect=True, label="With", min_width=130,
                                       elem_id="f-people", info=None)
-            self.place = gr.Textbox(label="Place", placeholder="Lisbon or 38.72,-9.14,5", max_lines=1,
-                                    min_width=130, elem_id="f-place")
+            self.place = gr.Textbox(label="Place", placeholder="Lisbon", max_lines=1, min_width=130,
+                                    elem_id="f-place", info=None)
             self.types = gr.Dropdown(list(TYPES), value=[], multiselect=True, label="Type", min_width=110,
                                      elem_id="f-types")
-            self.sort = gr.Radio(SORTS, value="score", label="Sort by", min_width=120, elem_id="f-sort")
+            self.sort = gr.Radio(SORTS, value="score", label="Sort by", min_width=170, elem_id="f-sort")
             self.apply = gr.Button("Apply", size="sm", variant="secondary", min_width=80, elem_id="f-apply", scale=0)
+        for trigger in self.triggers():  # the fold's title follows the fields
+            trigger(lambda *v: gr.update(label=summary(*v)), self.inputs(), self.fold, api_visibility="private",
+                    queue=False)
 
     def inputs(self) -> list[Any]:
         """The fields in the order `read` takes them."""

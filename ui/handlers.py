@@ -219,6 +219,9 @@ class Handlers(PeopleHandlers):
             lines.append(f"<p><b>Score {item['score']:.3f}</b> · {text_html(item.get('why') or '')}</p>")
         elif item.get("why"):
             lines.append(f"<p><b>{text_html(item['why'])}</b></p>")
+        if item.get("terms"):  # a composed query: every term's own similarity
+            each = " · ".join(f"{name} {score:.2f}" for name, score in item["terms"].items())
+            lines.append(f"<p>{text_html('similarity to each term: ' + each)}</p>")
         return preview, "\n".join(lines)
 
     def original(self, item: Item | None) -> str | None:
@@ -328,7 +331,8 @@ class Handlers(PeopleHandlers):
                 continue  # moved or deleted since indexing: nothing to show
             name = shown_name(m.path)
             items.append({"path": m.path, "name": name, "score": float(m.score), "thumb": thumb,
-                          "caption": caption(m, name), "why": explain(m), "taken": m.taken})
+                          "caption": caption(m, name), "why": explain(m), "taken": m.taken,
+                          "terms": dict(m.terms) if m.terms else None})
         if not items:
             if offset:
                 return Outcome(message="no more results")
