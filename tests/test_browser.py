@@ -165,7 +165,10 @@ def _clean(page: Any) -> None:
 
 def _walk(page: Any, expect: Any, server: str, hostile: Hostile, shots: Path, width: int) -> None:
     def shot(name: str) -> None:
+        # lazy thumbnails below the fold load once scrolled to
+        page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_function("() => [...document.images].every(i => i.complete)")
+        page.evaluate("() => window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
 
     page.goto(server)
@@ -273,8 +276,49 @@ def _walk(page: Any, expect: Any, server: str, hostile: Hostile, shots: Path, wi
     page.locator("#count input[type=number]").press("Enter")
     expect(tiles).to_have_count(8, timeout=30_000)
     _clean(page)
+    # Load more: the next page of the same query (12 photos in all, 8 shown), then no more.
+    page.locator("#show-more").click()
+    expect(tiles).to_have_count(12, timeout=30_000)
+    expect(page.locator("#show-more")).to_be_hidden(timeout=30_000)
+    _filters(page, expect, tiles, width, shot)
     if width == WIDTHS[0] and os.environ.get("IMAGESIM_UI_SCREENSHOT"):  # the README's picture
         shutil.copy(shots / f"similar-{width}.png", os.environ["IMAGESIM_UI_SCREENSHOT"])
 
 
 
+
+
+def _filters(page: Any, expect: Any, tiles: Any, width: int, shot: Any) -> None:
+    """The filter bar: bad input is one line of text, a filter nobody passes says so, choices are text; "and" /
+    "but not" texts compose the query and the detail says which term pulled a result in."""
+    message = page.locator("#message")
+
+    def field(name: str, value: str) -> None:
+        box = page.locator(f"#{name} input, #{name} textarea").first
+        box.fill(value)
+        box.press("Enter")
+
+    page.locator("#filter-fold .label-wrap").first.click()  # the fold opens
+    field("f-after", "<b id=pwn>soon")
+    expect(message).to_contain_text("cannot read '<b id=pwn>soon' as a date", timeout=30_000)
+    _clean(page)
+    field("f-after", "2100")
+    expect(message).to_contain_text("no photo matches these filters", timeout=30_000)
+    expect(tiles).to_have_count(0, timeout=30_000)
+    expect(page.locator("#filter-fold")).to_contain_text("Filters: after 2100", timeout=30_000)
+    shot("filters")
+    field("f-after", "")
+    field("f-place", HOSTILE[3])
+    expect(message).to_contain_text("127.0.0.2:9", timeout=30_000)
+    expect(page.locator("#filter-fold")).to_contain_text("place <img", timeout=30_000)  # the title is text too
+    _clean(page)
+    field("f-place", "")
+    expect(tiles).to_have_count(8, timeout=30_000)
+    page.locator("#f-people input").first.click()
+    expect(page.get_by_role("option").first).to_contain_text("127.0.0.2", timeout=30_000)
+    _clean(page)
+    page.keyboard.press("Escape")
+    field("plus-text", "<i id=pwn>sunset</i>")
+    tiles.first.click()
+    expect(page.locator(".facts").first).to_contain_text("pulled in by", timeout=30_000)
+    _clean(page)

@@ -8,10 +8,8 @@ machine, and indexing has its own group of one.
 
 from __future__ import annotations
 
-import html
 import inspect
 import os
-import re
 import shutil
 import signal
 import socket
@@ -28,9 +26,10 @@ from imagesim.errors import ImagesimError
 from imagesim.search import Gallery
 
 from . import api
+from .filterbar import FilterBar, read
 from .handlers import FACES_NEED_PHOTO, NEEDS_PHOTO, Handlers
 from .outcome import Outcome
-from .present import shown_path
+from .present import shown_path, text_html
 from .tabs import PRIVATE, RUN, WORK, WORK_LIMIT, FacesTab, Panel, PeopleTab, Queued, note_html, toast
 from .thumbs import Thumbnails
 
@@ -49,12 +48,10 @@ def _theme() -> gr.themes.Base:
                           font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
 
-def _header(status_md: str) -> str:
-    """The top bar: name, tagline and the index status (the status's **bold** and `code` become HTML)."""
-    text = html.escape(status_md)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+def _header(status: str) -> str:
+    """The top bar: name, tagline and the index status, as escaped plain text (never markup: a model file's name
+    may hold `**` or backticks)."""
+    text = text_html(status)
     return ("<div class='topline'><div class='brand'><span class='logo'>◎</span> imagesim"
             "<span class='tagline'>find photos like this one</span></div>"
             f"<div class='status' id='status'>{text}</div></div>")
@@ -101,6 +98,7 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                                   min_width=120)
         last = gr.State(None)  # the current query: ("photo", file) or ("text", words); None = the library
         library_page = gr.State(0)
+        bar = FilterBar(h.people_names())  # remembered while the page is open; every tab reads it
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="query"):
                 upload = photo_input(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=300,
@@ -108,6 +106,11 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
                                      placeholder="Drop a photo here, paste one (Ctrl+V) or click to choose a file")
                 text = gr.Textbox(placeholder="…or describe it in words", show_label=False, lines=1,
                                   max_lines=1, elem_id="text-query", submit_btn="Search")
+                with gr.Row(elem_id="compose"):
+                    plus = gr.Textbox(label="and", placeholder="at sunset", max_lines=1, min_width=120,
+                                      elem_id="plus-text")
+                    minus = gr.Textbox(label="but not", placeholder="people", max_lines=1, min_width=120,
+                                       elem_id="minus-text")
                 count = gr.Slider(4, 60, value=k, step=4, label="Results", elem_id="count")
                 message = gr.HTML(elem_id="message")
             with gr.Column(scale=3, min_width=320, elem_id="results-col"):
@@ -148,94 +151,139 @@ def build_demo(gallery: Gallery, *, thumbs: Thumbnails | None = None, handlers: 
             return (*Panel.values(out), toast(out))
 
         searched = [*similar.outputs(), message, heading, show_more]
+        filtered = bar.inputs()
 
-        def similar_values(out: Outcome) -> tuple[Any, ...]:
-            return (*show(out), gr.update(value="", visible=False), gr.update(visible=False))
+        def similar_values(out: Outcome, n: int) -> tuple[Any, ...]:
+            # "Load more" while the last page came back full: there may be more
+            # no results: the reason also stands where the results would be (a filter nobody passes, ...)
+            empty = not out.items and bool(out.message)
+            return (*show(out), gr.update(value=note_html(out.message) if empty else "", visible=empty),
+                    gr.update(value="Load more", visible=len(out.items) >= int(n)))
 
         # ---- the library, before any query ------------------------------------------------------------------
-        def library(page: int) -> tuple[Any, ...]:
-            out = h.library(page, LIBRARY_PAGE)
-            return (*show(out), gr.update(value="<p class='note'>Your library, newest first</p>", visible=True),
-                    gr.update(visible=bool(out.extra)), page)
+        def library(page: int, *values: Any) -> tuple[Any, ...]:
+            asked = read(*values)
+            out = Outcome(message=asked.error) if asked.error else h.library(page, LIBRARY_PAGE, asked.filters)
+            title = note_html(out.message) if out.message else "<p class='note'>Your library, newest first</p>"
+            return (*show(out), gr.update(value=title, visible=True),
+                    gr.update(value="Show more", visible=bool(out.extra)), page)
 
-        demo.load(lambda: library(0), None, [*searched, library_page], **RUN)
-        show_more.click(lambda p: library(p + 1), [library_page], [*searched, library_page], **RUN)
+        def query(q: tuple[str, str], n: int, more: str, less: str, values: tuple[Any, ...],
+                  offset: int = 0) -> Outcome:
+            asked = read(*values)
+            if asked.error:
+                return Outcome(message=asked.error)
+            search = h.search_photo if q[0] == "photo" else h.search_text
+            return search(q[1], n, plus=more, minus=less, filters=asked.filters, offset=offset, sort=asked.sort)
+
+        demo.load(lambda *v: library(0, *v), filtered, [*searched, library_page], **RUN)
+
+        def load_more(q: tuple[str, str] | None, n: int, shown: list[Any], page: int, more: str, less: str,
+                      *values: Any) -> tuple[Any, ...]:
+            """The next page: of the library before any query, else of the query's results (offset paging)."""
+            if q is None:
+                return library(page + 1, *values)
+            out = query(q, n, more, less, values, offset=len(shown))
+            if out.items:
+                out = Outcome(items=[*shown, *out.items])
+            return (*similar_values(out, n)[:-1], gr.update(visible=len(out.items) >= len(shown) + int(n)), page)
+
+        show_more.click(load_more, [last, count, similar.items, library_page, plus, minus, *filtered],
+                        [*searched, library_page], **RUN)
 
         # ---- similar -------------------------------------------------------------------------------------------
-        def by_photo(f: str | None, n: int) -> tuple[Any, ...]:
+        def by_photo(f: str | None, n: int, more: str, less: str, *values: Any) -> tuple[Any, ...]:
             if not f:
-                return (*library(0)[:-1], None, gr.update())
+                return (*library(0, *values)[:-1], None, gr.update())
             # the words of an earlier text query go: the results are for this photo now
-            return (*similar_values(h.search_photo(f, n)), ("photo", f), "")
+            return (*similar_values(query(("photo", f), n, more, less, values), n), ("photo", f), "")
 
-        def by_text(t: str, n: int) -> tuple[Any, ...]:
-            return (*similar_values(h.search_text(t, n)), ("text", t))
+        def by_text(t: str, n: int, more: str, less: str, *values: Any) -> tuple[Any, ...]:
+            return (*similar_values(query(("text", t), n, more, less, values), n), ("text", t))
 
-        def again(query: tuple[str, str] | None, n: int) -> tuple[Any, ...]:
-            """The current query with a new number of results."""
-            if query is None:
-                return library(0)[:-1]
-            return similar_values(h.search_photo(query[1], n) if query[0] == "photo" else h.search_text(query[1], n))
+        def again(q: tuple[str, str] | None, n: int, more: str, less: str, *values: Any) -> tuple[Any, ...]:
+            """The current query with a new number of results, other words or other filters."""
+            if q is None:
+                return library(0, *values)[:-1]
+            return similar_values(query(q, n, more, less, values), n)
 
-        ev = upload.change(by_photo, [upload, count], [*searched, last, text], **RUN)
-        text_ev = text.submit(by_text, [text, count], [*searched, last], **RUN)
-        count_ev = count.change(again, [last, count], searched, trigger_mode="always_last", **RUN)
+        ev = upload.change(by_photo, [upload, count, plus, minus, *filtered], [*searched, last, text], **RUN)
+        text_ev = text.submit(by_text, [text, count, plus, minus, *filtered], [*searched, last], **RUN)
+        redo = [last, count, plus, minus, *filtered]
+        count_ev = count.change(again, redo, searched, trigger_mode="always_last", **RUN)
+        changed = gr.on([plus.submit, minus.submit, *bar.triggers()], again, redo, searched,
+                        trigger_mode="always_last", **RUN)
         # "More like this": the chosen photo becomes "Your photo" (its preview, which the search knows it by), so
         # every tab follows the new query and the photo is highlighted among its own results.
         similar.more.click(h.query_photo, [similar.selected], upload, **RUN)
 
         # ---- style ---------------------------------------------------------------------------------------------
         if style is not None:
-            def run_style(query: tuple[str, str] | None, w: float, n: int) -> tuple[Any, ...]:
-                out = h.search_style(query[1] if query and query[0] == "photo" else None, w, n)
+            def run_style(q: tuple[str, str] | None, w: float, n: int, *values: Any) -> tuple[Any, ...]:
+                asked = read(*values)
+                out = Outcome(message=asked.error) if asked.error else h.search_style(
+                    q[1] if q and q[0] == "photo" else None, w, n, filters=asked.filters, sort=asked.sort)
                 return (*Panel.values(out), note_html(out.message))
 
-            style_in = [last, blend, count]
+            style_in = [last, blend, count, *filtered]
+            # one after the other, as before: Similar, then Same look, then Faces (2 cores)
             ev = ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
-            text_ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
-            count_ev.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            changed = changed.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
+            for event in (text_ev, count_ev):
+                event.then(run_style, style_in, [*style.outputs(), style_note], **RUN)
             blend.change(run_style, style_in, [*style.outputs(), style_note], trigger_mode="always_last", **RUN)
             style.more.click(h.query_photo, [style.selected], upload, **RUN)
 
         # ---- faces ---------------------------------------------------------------------------------------------
         if faces is not None:
-            ev = ev.then(faces.run, [upload], faces.outputs(), **RUN)
+            def run_faces(f: str | None, *values: Any) -> tuple[Any, ...]:
+                asked = read(*values)
+                return faces.run(f, asked.filters, asked.error)
+
+            ev = ev.then(run_faces, [upload, *filtered], faces.outputs(), **RUN)
+            changed = changed.then(run_faces, [upload, *filtered], faces.outputs(), **RUN)
         if people is not None:
             people_tab.select(people.load, None, people.outputs(), **RUN)
+            # names given on the People tab become choices of the bar's person filter
+            people_tab.select(lambda: gr.update(choices=h.people_names()), None, bar.people, **RUN)
         if dups is not None:
-            def find_dups(kind: str) -> tuple[Any, ...]:
-                return show(h.duplicates(kind))
+            def find_dups(kind: str, *values: Any) -> tuple[Any, ...]:
+                asked = read(*values)
+                return show(Outcome(message=asked.error) if asked.error else h.duplicates(kind, asked.filters))
 
-            def ask_move(folder: str) -> tuple[Any, ...]:
-                n = len(h.extra_copies())
+            def ask_move(folder: str, *values: Any) -> tuple[Any, ...]:
+                asked = read(*values)
+                n = 0 if asked.error else len(h.extra_copies(asked.filters))
                 text = (f"Move {n} extra copies (every copy but the suggested keeper) to {folder.strip()}? "
                         "Nothing is deleted; an undo list is written there.") if folder.strip() and n else (
                         "Type a folder first." if n else "No extra copies to move.")
                 return note_html(text), gr.update(visible=True), gr.update(visible=bool(folder.strip() and n))
 
-            def do_move(folder: str, kind: str) -> tuple[Any, ...]:
-                done = h.move_extras(folder)
-                out = h.duplicates(kind)
+            def do_move(folder: str, kind: str, *values: Any) -> tuple[Any, ...]:
+                asked = read(*values)
+                done = h.move_extras(folder, asked.filters) if not asked.error else asked.error
+                out = h.duplicates(kind, asked.filters)
                 out.message = done
                 return (*show(out), gr.update(visible=False))
 
             dup_views = [*dups.outputs(), message]
-            dups_btn.click(find_dups, [dups_kind], dup_views, **RUN)
-            dups_kind.change(find_dups, [dups_kind], dup_views, **RUN)
-            dups_tab.select(find_dups, [dups_kind], dup_views, **RUN)
-            dups_move.click(ask_move, [dups_dir], [dups_question, dups_confirm, dups_yes], **RUN)
-            dups_yes.click(do_move, [dups_dir, dups_kind], [*dup_views, dups_confirm], **RUN)
+            dups_btn.click(find_dups, [dups_kind, *filtered], dup_views, **RUN)
+            dups_kind.change(find_dups, [dups_kind, *filtered], dup_views, **RUN)
+            dups_tab.select(find_dups, [dups_kind, *filtered], dup_views, **RUN)
+            changed.then(find_dups, [dups_kind, *filtered], dup_views, **RUN)
+            dups_move.click(ask_move, [dups_dir, *filtered], [dups_question, dups_confirm, dups_yes], **RUN)
+            dups_yes.click(do_move, [dups_dir, dups_kind, *filtered], [*dup_views, dups_confirm], **RUN)
             dups_no.click(lambda: gr.update(visible=False), None, [dups_confirm], api_visibility=PRIVATE, queue=False)
 
         # ---- status and indexing (private: never a public API endpoint) ---------------------------------------
         def index_now(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str]:  # noqa: B008
             progress(0, desc="Looking for new, changed and deleted photos…")
             msg = h.index_now()
-            return _header(h.status_markdown()), note_html(msg)
+            return _header(h.status_line()), note_html(msg)
 
         index_btn.click(index_now, None, [status, message], api_visibility=PRIVATE, concurrency_id="imagesim-index",
                         concurrency_limit=1, show_progress="full")
-        demo.load(lambda: _header(h.status_markdown()), None, status, api_visibility=PRIVATE, queue=False)
+        demo.load(lambda: _header(h.status_line()), None, status, api_visibility=PRIVATE, queue=False)
 
         # ---- the public API: separate functions, hidden components --------------------------------------------
         _api_endpoints(gallery)
@@ -250,6 +298,10 @@ def _api_endpoints(gallery: Gallery) -> None:
         text = gr.Textbox(label="text")
         k = gr.Number(label="k", value=api.DEFAULT_K, precision=0,
                       info=f"how many results, 1 to {api.MAX_K}; more is refused with a message")
+        # the filters and paging: named, optional, empty by default (as the CLI's flags)
+        filters = [gr.Textbox(label=name, value="") for name in api.FILTERS]
+        offset = gr.Number(label="offset", value=0, precision=0)
+        sort = gr.Textbox(label="sort", value="score")
         result = gr.JSON(label="results")
         buttons = [gr.Button(visible=False) for _ in range(3)]
 
@@ -271,9 +323,10 @@ def _api_endpoints(gallery: Gallery) -> None:
 
     # Always all three: /faces on a database without faces answers with that one line, like the CLI does.
     common = Queued(concurrency_id=WORK, concurrency_limit=WORK_LIMIT)
-    buttons[0].click(guarded(api.search), [image, k], result, api_name="search", **common)
-    buttons[1].click(guarded(api.search_text), [text, k], result, api_name="search_text", **common)
-    buttons[2].click(guarded(api.faces), [image, k], result, api_name="faces", **common)
+    paged = [*filters, offset, sort]
+    buttons[0].click(guarded(api.search), [image, k, *paged], result, api_name="search", **common)
+    buttons[1].click(guarded(api.search_text), [text, k, *paged], result, api_name="search_text", **common)
+    buttons[2].click(guarded(api.faces), [image, k, *filters], result, api_name="faces", **common)
 
 
 # ---- running it ------------------------------------------------------------------------------------------------

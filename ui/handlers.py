@@ -14,9 +14,10 @@ from typing import Any
 
 from imagesim.config import Settings
 from imagesim.errors import ImagesimError
+from imagesim.faces.people import People
 from imagesim.images import load_image
 from imagesim.indexer import IndexReport, run_index
-from imagesim.search import Gallery, Match
+from imagesim.search import Filters, Gallery, Match, Text
 
 from .outcome import Item, Outcome
 from .people import PeopleHandlers
@@ -28,6 +29,8 @@ NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run imagesim 
 NEEDS_PHOTO = ("Same look compares photos, not words: drop a photo into “Your photo” (or pick a result and press "
                "“More like this”)")
 FACES_NEED_PHOTO = "drop a photo with faces into “Your photo” to see where else those people appear"
+NO_FILTER_MATCH = "no photo matches these filters"
+WAITS_FOR_MODEL = "content search waits for the model"
 
 
 class Handlers(PeopleHandlers):
@@ -60,45 +63,61 @@ class Handlers(PeopleHandlers):
 
     # ---- similar photos ----------------------------------------------------------------------------------------
 
-    def search_photo(self, upload: str | None, k: int = 24) -> Outcome:
-        """Gallery photos like the uploaded one, best first."""
+    def search_photo(self, upload: str | None, k: int = 24, *, plus: str = "", minus: str = "",
+                     filters: Filters | None = None, offset: int = 0, sort: str = "score") -> Outcome:
+        """Gallery photos like the uploaded one, best first; `plus` adds a text to the photo ("at sunset"),
+        `minus` subtracts one ("people"): a composed query whose results say which term pulled them in."""
         if not upload:
             return Outcome()
         if self.is_empty():
             return Outcome(message=NOTHING_INDEXED)
         source = self.thumbs.source(upload)  # a result's preview, set as the query by "More like this"
-        if source is not None:
-            return self.more_like({"path": source}, k)
+        query: str | None = None
         try:
-            image = load_image(upload, draft_size=self.gallery.encoder.input_size, name=_name(upload))
-            matches = self.gallery.search(image, int(k))
+            if source is not None:
+                query = self.thumbs.check(source)
+                photo: Any = query  # its stored vector is reused, nothing is re-encoded
+            else:
+                photo = load_image(upload, draft_size=self.gallery.encoder.input_size, name=_name(upload))
+            if (plus or "").strip() or (minus or "").strip():
+                matches = self.gallery.compose(_terms((photo, 1.0), plus, minus), int(k), filters=filters,
+                                               offset=offset, sort=sort)
+            else:
+                matches = self.gallery.search(photo, int(k), filters=filters, offset=offset, sort=sort)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one readable line
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches")
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches", query=query,
+                             filters=filters, offset=offset)
 
-    def search_text(self, text: str | None, k: int = 24) -> Outcome:
-        """Gallery photos that match a description."""
+    def search_text(self, text: str | None, k: int = 24, *, plus: str = "", minus: str = "",
+                    filters: Filters | None = None, offset: int = 0, sort: str = "score") -> Outcome:
+        """Gallery photos that match a description (and `plus`, less whatever `minus` describes)."""
         if not text or not text.strip():
             return Outcome(message="type what the photo shows, e.g. “a dog on a beach”")
         if self.is_empty():
             return Outcome(message=NOTHING_INDEXED)
+        words = text.strip()
         try:
-            matches = self.gallery.search_text(text.strip(), int(k))
+            if (plus or "").strip() or (minus or "").strip():
+                matches = self.gallery.compose(_terms((Text(words), 1.0), plus, minus), int(k), filters=filters,
+                                               offset=offset, sort=sort)
+            else:
+                matches = self.gallery.search_text(words, int(k), filters=filters, offset=offset, sort=sort)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: f"matches the words “{text.strip()}” (score {m.score:.2f})",
-                             empty="no matches")
+        return self._outcome(matches, lambda m: m.why or f"matches the words “{words}” (score {m.score:.2f})",
+                             empty="no matches", filters=filters, offset=offset)
 
-    def more_like(self, item: Item | None, k: int = 24) -> Outcome:
+    def more_like(self, item: Item | None, k: int = 24, *, filters: Filters | None = None) -> Outcome:
         """Search with a result: its stored vector is reused, nothing is re-encoded."""
         if not item:
             return Outcome(message="pick a photo in the results first")
         try:
             path = self.thumbs.check(item["path"])
-            matches = self.gallery.search(path, int(k))
+            matches = self.gallery.search(path, int(k), filters=filters)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches", query=path)
+        return self._outcome(matches, lambda m: why(m, "content"), empty="no matches", query=path, filters=filters)
 
     def query_photo(self, item: Item | None) -> str | None:
         """The photo "More like this" puts into "Your photo": its preview, which `search_photo` knows it by."""
@@ -109,7 +128,8 @@ class Handlers(PeopleHandlers):
 
     # ---- same look (style) -------------------------------------------------------------------------------------
 
-    def search_style(self, upload: str | None, style_weight: float = 1.0, k: int = 24) -> Outcome:
+    def search_style(self, upload: str | None, style_weight: float = 1.0, k: int = 24, *,
+                     filters: Filters | None = None, sort: str = "score") -> Outcome:
         """Photos with the same look; `style_weight` blends content (0) and style (1) scores."""
         if not upload:
             return Outcome(message=NEEDS_PHOTO)
@@ -118,21 +138,21 @@ class Handlers(PeopleHandlers):
         mode = "content" if w <= 0 else "style" if w >= 1 else "blend"
         try:
             image = load_image(upload, name=_name(upload))
-            matches = self.gallery.search(image, int(k), mode=mode, style_weight=w)
+            matches = self.gallery.search(image, int(k), mode=mode, style_weight=w, filters=filters, sort=sort)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
-        return self._outcome(matches, lambda m: why(m, mode), empty="no matches")
+        return self._outcome(matches, lambda m: why(m, mode), empty="no matches", filters=filters)
 
     # ---- faces -------------------------------------------------------------------------------------------------
 
-    def search_faces(self, upload: str | None, k: int = 12) -> Outcome:
+    def search_faces(self, upload: str | None, k: int = 12, *, filters: Filters | None = None) -> Outcome:
         """Every face in the upload, numbered; `extra` = (annotated image path, per-face result items)."""
         if not upload:
             return Outcome(message=FACES_NEED_PHOTO, extra=(None, []))
         upload = self.thumbs.source(upload) or upload
         try:
             image = load_image(upload, name=_name(upload))
-            faces = self.gallery.faces(image, int(k))
+            faces = self.gallery.faces(image, int(k), filters=filters)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc), extra=(None, []))
         if not faces:
@@ -159,11 +179,11 @@ class Handlers(PeopleHandlers):
 
     # ---- duplicates --------------------------------------------------------------------------------------------
 
-    def duplicates(self, kind: str = "copies") -> Outcome:
-        """Groups of copies (or of similar shots), the suggested keeper first; each item says its group, whether it
-        is the one to keep, and how it differs from it."""
+    def duplicates(self, kind: str = "copies", filters: Filters | None = None) -> Outcome:
+        """Groups of copies (or of similar shots) among the photos `filters` let through, the suggested keeper
+        first; each item says its group, whether it is the one to keep, and how it differs from it."""
         try:
-            groups = self.gallery.duplicate_groups(kind)
+            groups = self.gallery.duplicate_groups(kind, filters=filters)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
         label = "copies" if kind == "copies" else "similar shots"
@@ -179,13 +199,14 @@ class Handlers(PeopleHandlers):
                               "group": g, "keep": m.keep,
                               "caption": f"group {g} · {'KEEP · ' if m.keep else ''}{name}",
                               "why": f"{label}, group {g} (score {group.score:.2f}): {m.explanation}"})
-        return Outcome(items=items, message="" if items else f"no {label} found", extra=len(groups))
+        empty = NO_FILTER_MATCH if self._nothing_passes(filters) else f"no {label} found"
+        return Outcome(items=items, message="" if items else empty, extra=len(groups))
 
-    def extra_copies(self) -> list[str]:
+    def extra_copies(self, filters: Filters | None = None) -> list[str]:
         """The files `move_extras` would move: every member of a copies group but its suggested keeper."""
-        return [p for g in self.gallery.duplicate_groups("copies") for p in g.extras]
+        return [p for g in self.gallery.duplicate_groups("copies", filters=filters) for p in g.extras]
 
-    def move_extras(self, folder: str | None) -> str:
+    def move_extras(self, folder: str | None, filters: Filters | None = None) -> str:
         """Move the extra copies into `folder` (never deletes; an undo list is written there); the catalog follows."""
         from imagesim.indexer.moves import move_files
 
@@ -193,7 +214,7 @@ class Handlers(PeopleHandlers):
         if not folder:
             return "type the folder to move the extra copies to"
         try:
-            report = move_files(self.gallery.store, self.extra_copies(), os.path.expanduser(folder))
+            report = move_files(self.gallery.store, self.extra_copies(filters), os.path.expanduser(folder))
         except Exception as exc:  # noqa: BLE001
             return friendly(exc)
         if not report.moved and not report.failed:
@@ -224,6 +245,9 @@ class Handlers(PeopleHandlers):
             lines.append(f"<p><b>Score {item['score']:.3f}</b> · {text_html(item.get('why') or '')}</p>")
         elif item.get("why"):
             lines.append(f"<p><b>{text_html(item['why'])}</b></p>")
+        if item.get("terms"):  # a composed query: every term's own similarity
+            each = " · ".join(f"{name} {score:.2f}" for name, score in item["terms"].items())
+            lines.append(f"<p>{text_html('similarity to each term: ' + each)}</p>")
         return preview, "\n".join(lines)
 
     def original(self, item: Item | None) -> str | None:
@@ -235,13 +259,16 @@ class Handlers(PeopleHandlers):
 
     # ---- the library, before any query -------------------------------------------------------------------------
 
-    def library(self, page: int = 0, per_page: int = 24) -> Outcome:
-        """Indexed photos, newest first (file date), one page at a time; `extra` says whether more follow."""
+    def library(self, page: int = 0, per_page: int = 24, filters: Filters | None = None) -> Outcome:
+        """Indexed photos that pass `filters`, newest first (file date), one page at a time; `extra` says whether
+        more follow."""
         try:
+            within = self.gallery.select(filters)
             store = self.gallery.store
             with store.lock:
                 rows = store.catalog.files_under(store.catalog.roots())
-            newest = sorted((r for r in rows.values() if r.content_id is not None),
+            newest = sorted((r for r in rows.values() if r.content_id is not None
+                             and (within is None or (r.content_id in within and within.allows(r.path)))),
                             key=lambda r: (-r.mtime_ns, r.path))
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
@@ -252,7 +279,7 @@ class Handlers(PeopleHandlers):
                 name = shown_name(row.path)
                 items.append({"path": row.path, "name": name, "score": None, "thumb": thumb, "caption": name,
                               "why": "in your library (newest first)"})
-        message = "" if items else NOTHING_INDEXED
+        message = "" if items else NO_FILTER_MATCH if within is not None else NOTHING_INDEXED
         return Outcome(items=items, message=message, extra=len(newest) > len(chosen))
 
     def status(self) -> dict[str, Any]:
@@ -264,19 +291,21 @@ class Handlers(PeopleHandlers):
         self.thumbs.set_roots(info.get("roots") or [])
         return info
 
-    def status_markdown(self) -> str:
+    def status_line(self) -> str:
+        """Photos, faces, model and when last indexed, as plain text (the page escapes it: a model file's name
+        with `**` or backticks in it shows as it is)."""
         info = self.status()
         if "error" in info:
             return f"⚠️ {info['error']}"
         if not info.get("photos"):
-            return "**No photos indexed yet.** Press *Index now* or run `imagesim index PHOTO_DIR --db DB`."
-        parts = [f"**{info['photos']:,}** photos"]
+            return "No photos indexed yet. Press “Index now” or run imagesim index PHOTO_DIR --db DB."
+        parts = [f"{info['photos']:,} photos"]
         if info.get("faces") is not None:
-            parts.append(f"**{info['faces']:,}** faces")
+            parts.append(f"{info['faces']:,} faces")
         if info.get("failed"):
             parts.append(f"{info['failed']} unreadable")
-        model = info.get("model") or "?"
-        parts.append(f"model `{model}`")
+        model = info.get("model")
+        parts.append(f"model {model}" if model else WAITS_FOR_MODEL)
         when = info.get("last_indexed")
         parts.append("last indexed " + (ago(when) if when else "never"))
         return " · ".join(parts)
@@ -290,7 +319,8 @@ class Handlers(PeopleHandlers):
             report = self._run_index(roots)
         except Exception as exc:  # noqa: BLE001
             return friendly(exc)
-        return f"indexed: {report.summary()}"
+        done = f"indexed: {report.summary()}"
+        return f"{done}; {report.waiting_for_model}" if report.waiting_for_model else done
 
     def _run_index(self, roots: list[str]) -> IndexReport:
         s = self.gallery.settings
@@ -298,21 +328,42 @@ class Handlers(PeopleHandlers):
         # torch's own pool is the application's (set once by `serve`); the page's models index too, so no second
         # copy of them is loaded.
         settings = Settings.for_db(s.db, model=s.model, threads=1, batch_size=s.batch_size)
-        return run_index(settings, roots, progress=True, content_encoder=self.gallery.encoder,
+        # The page's model when it is loaded already; else the indexer loads it, or, offline without weights,
+        # indexes the weight-free spaces and says that content vectors wait for the model.
+        return run_index(settings, roots, progress=True, content_encoder=self.gallery.loaded_encoder,
                          face_analyzer=self.gallery.face_analyzer)
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 
+    def people_names(self) -> list[str]:
+        """The gallery's named people (the filter bar's person choices), A to Z."""
+        try:
+            return sorted({p.name for p in People(self.gallery.store).list() if p.name}, key=str.casefold)
+        except Exception:  # noqa: BLE001 - no faces, no names: the filter bar just offers none
+            return []
+
+    def _nothing_passes(self, filters: Filters | None) -> bool:
+        try:
+            within = self.gallery.select(filters)
+        except Exception:  # noqa: BLE001 - the search itself said what is wrong
+            return False
+        return within is not None and len(within) == 0
+
     def _outcome(self, matches: Sequence[Match], explain: Callable[[Match], str], empty: str,
-                 query: str | None = None) -> Outcome:
+                 query: str | None = None, filters: Filters | None = None, offset: int = 0) -> Outcome:
         items = []
         for m, thumb in zip(matches, self._thumbnails([m.path for m in matches]), strict=True):
             if thumb is None:
                 continue  # moved or deleted since indexing: nothing to show
             name = shown_name(m.path)
             items.append({"path": m.path, "name": name, "score": float(m.score), "thumb": thumb,
-                          "caption": f"{m.score:.2f} · {name}", "why": explain(m)})
+                          "caption": caption(m, name), "why": explain(m), "taken": m.taken,
+                          "terms": dict(m.terms) if m.terms else None})
         if not items:
+            if offset:
+                return Outcome(message="no more results")
+            if filters is not None and not filters.empty:
+                return Outcome(message=NO_FILTER_MATCH)
             return Outcome(message=NOTHING_INDEXED if self.is_empty() else empty)
         chosen = next((i for i, it in enumerate(items) if query and os.path.realpath(str(it["path"])) == query), None)
         return Outcome(items=items, selected=chosen)
@@ -331,6 +382,22 @@ class Handlers(PeopleHandlers):
             return [one(p) for p in paths]
         with ThreadPoolExecutor(THUMB_THREADS, thread_name_prefix="imagesim-thumbs") as pool:
             return list(pool.map(one, paths))
+
+
+def _terms(first: tuple[Any, float], plus: str, minus: str) -> list[tuple[Any, float]]:
+    """A composed query: the photo or text, "and" a text, "but not" a text (blank boxes left out)."""
+    terms = [first]
+    if plus and plus.strip():
+        terms.append((Text(plus.strip()), 1.0))
+    if minus and minus.strip():
+        terms.append((Text(minus.strip()), -1.0))
+    return terms
+
+
+def caption(m: Match, name: str) -> str:
+    """A result's caption: score (and, for a composed query, the term that pulled it in) and the file name."""
+    pulled = m.why.split(";")[0].removeprefix("pulled in by ").split(" (")[0] if m.terms and m.why else ""
+    return f"{m.score:.2f} · {pulled} · {name}" if pulled else f"{m.score:.2f} · {name}"
 
 
 def _name(upload: str) -> str:

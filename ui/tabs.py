@@ -10,6 +10,8 @@ from typing import Any, Final, Literal, TypedDict
 
 import gradio as gr
 
+from imagesim.search import Filters
+
 from .handlers import Handlers
 from .outcome import Item, Outcome
 from .people import faces_word
@@ -112,8 +114,8 @@ class FacesTab:
         self.choice.change(self.pick, [self.per_face, self.choice], [*self.panel.outputs(), self.fold, self.note],
                            api_visibility=PRIVATE, queue=False)
 
-    def run(self, upload: str | None) -> tuple[Any, ...]:
-        out = self.h.search_faces(upload)
+    def run(self, upload: str | None, filters: Filters | None = None, error: str = "") -> tuple[Any, ...]:
+        out = Outcome(message=error, extra=(None, [])) if error else self.h.search_faces(upload, filters=filters)
         annotated, per_face = out.extra
         choices = [f"Face {i + 1}" for i in range(len(per_face))]
         return (annotated, per_face, gr.update(choices=choices, value=choices[0] if choices else None),

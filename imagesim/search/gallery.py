@@ -112,6 +112,11 @@ class Gallery:
             return f"{os.path.basename(spec.name)} ({recorded})"
         return recorded
 
+    @property
+    def loaded_encoder(self) -> Encoder | None:
+        """The content model if it is loaded already (None: nothing loaded yet; asking `encoder` would load it)."""
+        return self._encoder
+
     def _check_encoder(self, encoder: Encoder) -> None:
         info = self.store.catalog.space(encoder.space)
         if info is not None and info.fingerprint != encoder.fingerprint():
