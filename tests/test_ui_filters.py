@@ -78,7 +78,7 @@ def test_filters_reach_every_search(site: Site, upload: str) -> None:
     assert folders(h.search_text("a red circle", 40, filters=people)) == {"people"}
     assert folders(h.search_style(upload, 0.5, 40, filters=people)) == {"people"}
     assert folders(h.library(0, 40, people)) == {"people"} and len(h.library(0, 40, people).items) == 5
-    assert h.duplicates(photos).items and not h.duplicates(people).items
+    assert h.duplicates(filters=photos).items and not h.duplicates(filters=people).items
     ada = read(*bar(people=["Ada"])).filters
     assert folders(h.search_text("a red circle", 40, filters=ada)) == {"people"}
 
@@ -87,7 +87,7 @@ def test_a_filter_nobody_passes_says_so(site: Site, upload: str) -> None:
     h = site.handlers
     future = read(*bar(after="2100")).filters
     for out in (h.search_photo(upload, 8, filters=future), h.search_text("sky", 8, filters=future),
-                h.search_style(upload, 1.0, 8, filters=future), h.library(0, 8, future), h.duplicates(future)):
+                h.search_style(upload, 1.0, 8, filters=future), h.library(0, 8, future), h.duplicates(filters=future)):
         assert out.items == [] and out.message == NO_FILTER_MATCH
 
 
