@@ -669,3 +669,17 @@ def test_faces_without_a_match_say_so(site: Site, tmp_path: Path) -> None:
     tab = FacesTab.__new__(FacesTab)
     *_, fold, note = tab.pick(per_face, "Face 1")
     assert NO_MATCH in note and fold["open"] is False and "Closest faces" in fold["label"]
+
+
+def test_the_detail_view_opens_the_photo_at_full_size(site: Site, upload: str, tmp_path: Path) -> None:
+    """The detail image is the original's copy (its fullscreen button shows every pixel) when a browser can show
+    it; other formats fall back to the preview. Download gives the original either way."""
+    item = site.handlers.search_photo(upload, 3).items[0]
+    preview, _ = site.handlers.details(item)
+    original = site.handlers.original(item)
+    assert original and Path(original).read_bytes() == Path(item["path"]).read_bytes()
+    assert site.handlers.full_size(original, preview) == original
+    heic = tmp_path / "photo.heic"
+    heic.write_bytes(b"x")
+    assert site.handlers.full_size(str(heic), preview) == preview
+    assert site.handlers.full_size(None, preview) == preview

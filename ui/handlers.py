@@ -30,6 +30,8 @@ NEEDS_PHOTO = ("Same look compares photos, not words: drop a photo into “Your 
                "“More like this”)")
 FACES_NEED_PHOTO = "drop a photo with faces into “Your photo” to see where else those people appear"
 NO_FILTER_MATCH = "no photo matches these filters"
+BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".webp", ".gif"}  # what every browser shows as it is
+FULL_SIZE_MAX_BYTES = 40 << 20  # a bigger original is shown as its preview (Download still gives the original)
 WAITS_FOR_MODEL = "content search waits for the model"
 
 
@@ -249,6 +251,17 @@ class Handlers(PeopleHandlers):
             each = " · ".join(f"{name} {score:.2f}" for name, score in item["terms"].items())
             lines.append(f"<p>{text_html('similarity to each term: ' + each)}</p>")
         return preview, "\n".join(lines)
+
+    def full_size(self, original: str | None, preview: str | None) -> str | None:
+        """What the detail view shows, so its fullscreen button opens the photo at full size: the original (the
+        cache's copy) when a browser can show it and it is not huge, else the 1280-px preview (HEIC, TIFF, ...)."""
+        if original and os.path.splitext(original)[1].lower() in BROWSER_FORMATS:
+            try:
+                if os.path.getsize(original) <= FULL_SIZE_MAX_BYTES:
+                    return original
+            except OSError:
+                pass
+        return preview
 
     def original(self, item: Item | None) -> str | None:
         """The photo itself for "Download" (a link in the page's private cache), or None."""

@@ -83,8 +83,9 @@ class Panel:
         index = selected_index(evt)
         item = items[index] if 0 <= index < len(items) else None
         preview, facts = self.handlers.details(item)
-        return (preview, facts, item, gr.update(visible=item is not None), self.handlers.original(item),
-                gr.update(elem_classes=PICKED))
+        original = self.handlers.original(item)
+        return (self.handlers.full_size(original, preview), facts, item, gr.update(visible=item is not None),
+                original, gr.update(elem_classes=PICKED))
 
     def outputs(self) -> list[Any]:
         return [self.grid, self.items, self.detail]
