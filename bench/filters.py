@@ -263,7 +263,7 @@ cameras, {len(TYPES)} file types, {FOLDERS} folders); {cases} random filters per
 camera + dates, folders, type + dates), k = 10. Latency is one query at a time: the filter (over columns kept in
 memory, built from the catalog in {held[SHARES[0]]['columns_ms']:.0f} ms by the first filtered query after a
 change) plus the k-NN.
-Measured with other jobs running on the machine (2 shared cores): latencies are upper bounds; recall is unaffected.
+Measured on an otherwise idle machine, one query at a time.
 
 Held-out split (switch at {switch:,} allowed vectors, chosen on the tuning split below; imagesim's
 `FILTER_EXACT_MAX` = {FILTER_EXACT_MAX:,}):
