@@ -45,7 +45,7 @@ def offline_first_run(tmp: Path, model: list[str]) -> None:
     style = json.loads(run("search", query, "--mode", "style", "--db", db, "--json", env=OFFLINE).stdout)["results"]
     assert style[0]["path"] == query, style[:2]
     groups = json.loads(run("duplicates", "--db", db, "--json", env=OFFLINE).stdout)["groups"]
-    assert any(any(p.endswith("chelsea.jpg") for p in g) for g in groups), groups
+    assert any(any(m["path"].endswith("chelsea.jpg") for m in g["members"]) for g in groups), groups
     faces = json.loads(run("faces", query, "--db", db, "--json", env=OFFLINE).stdout)["faces"]
     assert faces and faces[0]["matches"][0]["path"] == query, faces
     refused = run("search", query, "--db", db, env=OFFLINE, expect=1).stderr
