@@ -25,8 +25,8 @@ from imagesim.store import CATALOG_NAME, Catalog, Store
 from imagesim.store.photos import PhotoTable
 from imagesim.store.schema import register_checksums
 from imagesim.store.vectors import VectorIndex
+from tests.support.counting import Counting
 from tests.support.exif import exif_photo
-from tests.support.remote import Wrapped
 
 LISBON, PORTO, TOKYO = (38.7223, -9.1393), (41.1496, -8.6110), (35.6762, 139.6503)
 Y2015, Y2018 = time.mktime((2015, 5, 5, 12, 0, 0, 0, 0, -1)), time.mktime((2018, 2, 2, 12, 0, 0, 0, 0, -1))
@@ -230,16 +230,8 @@ def test_cli_filters_compose_and_page(gallery, capsys: pytest.CaptureFixture[str
 
 # ---- existing databases, moves, the schema upgrade ------------------------------------------------------------------
 
-class _Counting(Wrapped):
-    calls = 0
-
-    def embed_images(self, images):  # type: ignore[no-untyped-def]
-        _Counting.calls += 1
-        return super().embed_images(images)
-
-
-def _encoders(tiny_encoder) -> list:  # type: ignore[no-untyped-def]
-    return [_Counting(tiny_encoder)] + [_Counting(create_encoder(k)) for k in WEIGHT_FREE]
+def _encoders(tiny_encoder) -> list[Counting]:  # type: ignore[no-untyped-def]
+    return [Counting(tiny_encoder)] + [Counting(create_encoder(k)) for k in WEIGHT_FREE]
 
 
 def _downgrade_to_schema_2(db: Path) -> None:
@@ -262,9 +254,9 @@ def test_an_existing_database_gets_metadata_without_encoding(tmp_path: Path, tin
         assert len(PhotoTable(catalog).missing()) == len(photos) - 1  # one content is two files
     finally:
         catalog.close()
-    _Counting.calls = 0
-    report = run_index(Settings.for_db(db), [tmp_path / "pics"], encoders=_encoders(tiny_encoder), progress=False)
-    assert _Counting.calls == 0 and report.unchanged == len(photos)
+    counted = _encoders(tiny_encoder)
+    report = run_index(Settings.for_db(db), [tmp_path / "pics"], encoders=counted, progress=False)
+    assert sum(e.calls for e in counted) == 0 and report.unchanged == len(photos)
     with Gallery.open(db) as g:
         assert not PhotoTable(g.store.catalog).missing()
         assert _names(g.search(photos["plain_jpg"], 10, filters=Filters.parse(place="Japan")), photos) == {"tokyo"}
@@ -279,9 +271,9 @@ def test_a_moved_photo_keeps_its_metadata_and_is_not_read_again(tmp_path: Path, 
     moved = tmp_path / "pics/elsewhere/c-renamed.jpg"
     moved.parent.mkdir()
     photos["tokyo"].rename(moved)
-    _Counting.calls = 0
-    report = run_index(Settings.for_db(db), [tmp_path / "pics"], encoders=_encoders(tiny_encoder), progress=False)
-    assert report.moved == 1 and _Counting.calls == 0
+    counted = _encoders(tiny_encoder)
+    report = run_index(Settings.for_db(db), [tmp_path / "pics"], encoders=counted, progress=False)
+    assert report.moved == 1 and sum(e.calls for e in counted) == 0
     with Gallery.open(db) as g:
         hits = g.search(photos["plain_jpg"], 10, filters=Filters.parse(place="Japan", camera="fujifilm"))
         assert [m.path for m in hits] == [str(moved)]

@@ -122,7 +122,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
     report = IndexReport()
     with store.writer():
         for enc in encoders:
-            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim // _parts(enc),
+            store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim // enc.parts,
                                rebuild=rebuild or enc.space in WEIGHT_FREE)  # cheap: a new version re-embeds
             store.index(enc.space)  # load (or build) the graph before this run commits anything new
         catalog = store.catalog
@@ -135,6 +135,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         needs_vectors: set[int] = set().union(*needs_by_space.values())
         needs_faces = faces.begin(store) if faces is not None else set()  # photos indexed before faces were on
         needs_info = PhotoTable(catalog).missing()  # photos indexed before metadata was kept: headers only
+        info_missing = set(needs_info)  # the pipeline's copy: the loop below takes out what it will read
 
         todo: list[Item] = []
         seen: set[str] = set()
@@ -165,7 +166,7 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
 
         _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size,
                   default_threads() if threads is None else threads, commit_every_s,
-                  progress, faces, needs_faces, remote).run(todo)
+                  progress, faces, needs_faces, remote, info_missing).run(todo)
 
         removed_ok = [p for p in gone if known[p].status == "ok"]
         with catalog.transaction():
@@ -181,11 +182,6 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         store.save()
     report.seconds = time.perf_counter() - start
     return report
-
-
-def _parts(enc: Encoder) -> int:
-    """Graph vectors per photo (an encoder wrapped by a test or a tool may not say: one)."""
-    return int(getattr(enc, "parts", 1))
 
 
 def check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -207,7 +203,7 @@ class _Pipeline:
                  needs_by_space: dict[str, set[int]],
                  gone_contents: set[int | None], batch_size: int, threads: int, commit_every_s: float,
                  progress: bool | None, faces: FaceStage | None = None, needs_faces: set[int] | None = None,
-                 remote: RemoteEncode | None = None) -> None:
+                 remote: RemoteEncode | None = None, needs_info: set[int] | None = None) -> None:
         self.store = store
         self.encoders = encoders
         self.report = report
@@ -225,7 +221,7 @@ class _Pipeline:
         self.draft = max(sizes, default=0) or None
         self.contents = ContentReader(store.folder / CATALOG_NAME)
         self.remote = remote
-        self.needs_info = PhotoTable(store.catalog).missing()
+        self.needs_info = needs_info if needs_info is not None else set()  # no metadata yet: read with the file
 
     def run(self, todo: list[Item]) -> None:
         if not todo:
@@ -366,7 +362,7 @@ class _Pipeline:
                     rows = enc_rows[enc.space]
                     if row in rows:  # a new photo, or one this space lacks
                         # one photo's row: `parts` graph vectors (labels cid * parts + i), usually one
-                        parts = _parts(enc)
+                        parts = enc.parts
                         part_vecs = vectors[enc.space][rows[row]].reshape(parts, -1)
                         part_labels = [cid * parts + i for i in range(parts)]
                         catalog.put_vectors(enc.space, part_labels, [cid] * parts, part_vecs)

@@ -162,42 +162,38 @@ class Verifier:
         return found
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
+def _components(edges: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected groups (two or more ids, each sorted, sorted) of the graph these edges make (scipy's csgraph)."""
+    if not edges:
+        return []
+    from scipy.sparse import coo_matrix  # imported here: `import imagesim` stays light
+    from scipy.sparse.csgraph import connected_components
 
-    def find(self, x: int) -> int:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def groups(self) -> list[list[int]]:
-        out: dict[int, list[int]] = {}
-        for x in list(self.parent):
-            out.setdefault(self.find(x), []).append(x)
-        return [sorted(g) for g in out.values() if len(g) > 1]
+    pairs = np.asarray(edges, dtype=np.int64)
+    ids = np.unique(pairs)
+    rows = np.searchsorted(ids, pairs)
+    graph = coo_matrix((np.ones(len(rows)), (rows[:, 0], rows[:, 1])), shape=(len(ids), len(ids)))
+    _, labels = connected_components(graph, directed=False)
+    out: dict[int, list[int]] = {}
+    for node, label in zip(ids.tolist(), labels.tolist(), strict=True):
+        out.setdefault(label, []).append(node)
+    return sorted(sorted(g) for g in out.values() if len(g) > 1)
 
 
 def verified_groups(pairs: dict[tuple[int, int], tuple[float, bool]], verifier: Verifier) -> dict[str, list[list[int]]]:
     """Groups of ids per kind: copies (verified copy pairs, joined) and similar shots (similar pairs joining
     photos or copy groups; a copy group inside one similar group counts once)."""
-    copies, similar = _UnionFind(), _UnionFind()
+    copies: list[tuple[int, int]] = []
+    similar: list[tuple[int, int]] = []
     for (a, b), (score, flip) in sorted(pairs.items(), key=lambda kv: -kv[1][0]):
         kind = verdict(verifier.align(a, b, flip, score))
         if kind is not None:
-            similar.union(a, b)
+            similar.append((a, b))
             if kind == "copies":
-                copies.union(a, b)
-    copy_groups = sorted(copies.groups())
+                copies.append((a, b))
+    copy_groups = _components(copies)
     in_copies = {x: g[0] for g in copy_groups for x in g}
-    similar_groups = [g for g in sorted(similar.groups()) if len({in_copies.get(x, x) for x in g}) > 1]
+    similar_groups = [g for g in _components(similar) if len({in_copies.get(x, x) for x in g}) > 1]
     return {"copies": copy_groups, "similar": similar_groups}
 
 

@@ -13,7 +13,7 @@ class Wrapped:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.space, self.dim, self.input_size = inner.space, inner.dim, inner.input_size
+        self.space, self.dim, self.input_size, self.parts = inner.space, inner.dim, inner.input_size, inner.parts
 
     def embed_images(self, images: Any) -> Any:
         return self.inner.embed_images(images)
