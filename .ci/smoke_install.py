@@ -107,6 +107,17 @@ def main() -> None:
     assert "rebuilt" in run("repair", "--db", db).stdout
     print("smoke: blend, status, duplicates, people, repair ok")
 
+    composed = run("search", query, "--text", "a photo", "--minus-text", "a dog", "--after", "1990", "--in",
+                   str(ROOT / "gallery"), "--sort", "date", "--offset", "1", "--db", db, "--json").stdout
+    assert json.loads(composed)["results"], "composed, filtered search"
+    copies = json.loads(run("duplicates", "--kind", "copies", "--db", db, "--json").stdout)["groups"]
+    assert copies and all(g["kind"] == "copies" for g in copies), copies
+    assert "people" in json.loads(run("people", "--db", db, "recluster", "--json").stdout)
+    saved = tmp / "saved.pt"
+    run("model", "save", *model, "--out", str(saved), env=OFFLINE)
+    assert saved.is_file() and saved.stat().st_size > 0
+    print("smoke: composed and filtered search, duplicates --kind, people recluster, model save ok")
+
     port = free_port()
     server = subprocess.Popen(["imagesim", "serve", "--db", db, "--port", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "0"})
