@@ -30,7 +30,8 @@ from tests.support.photos import photo, write_photo
 
 gr = pytest.importorskip("gradio")
 
-from imagesim_ui.app import build_demo, launch_options  # noqa: E402
+from imagesim_ui.app import build_demo  # noqa: E402
+from imagesim_ui.serve import launch_options  # noqa: E402
 from imagesim_ui.thumbs import Thumbnails  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

@@ -96,6 +96,10 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.Capture
         code = main(["serve", "--db", str(tmp_path / "db"), "--port", str(port)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in err and "--port" in err
+    suggested = int(err.rsplit("--port ", 1)[1].split()[0])  # the port it suggests is another one, and free
+    assert suggested != port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", suggested))
 
 
 @pytest.mark.parametrize("args", [["search", "x.jpg", "-k", "0"], ["search", "x.jpg", "-k", "-5"],

@@ -32,8 +32,9 @@ from tests.support.photos import photo, write_gallery, write_photo
 gr = pytest.importorskip("gradio")
 
 from imagesim_ui import api  # noqa: E402
-from imagesim_ui.app import WORK_LIMIT, build_demo, launch_options  # noqa: E402
+from imagesim_ui.app import WORK_LIMIT, build_demo  # noqa: E402
 from imagesim_ui.handlers import Handlers  # noqa: E402
+from imagesim_ui.serve import launch_options  # noqa: E402
 from imagesim_ui.thumbs import NotInGallery, Thumbnails, draw_boxes  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -678,7 +679,9 @@ def test_the_detail_view_opens_the_photo_at_full_size(site: Site, upload: str, t
     preview, _ = site.handlers.details(item)
     original = site.handlers.original(item)
     assert original and Path(original).read_bytes() == Path(item["path"]).read_bytes()
-    assert site.handlers.full_size(original, preview) == original
+    shown = site.handlers.full_size(original, preview)
+    assert shown and Path(shown).read_bytes() == Path(item["path"]).read_bytes()
+    assert Path(shown).name == "photo" + Path(item["path"]).suffix.lower()  # no part of the file name in its URL
     heic = tmp_path / "photo.heic"
     heic.write_bytes(b"x")
     assert site.handlers.full_size(str(heic), preview) == preview

@@ -1,4 +1,4 @@
-"""The imagesim web page: `build_demo(gallery)` lays out the Gradio Blocks and wires the handlers; `serve` runs it.
+"""The imagesim web page: `build_demo(gallery)` lays out the Gradio Blocks and wires the handlers (`serve.py` runs it).
 
 The page talks to `imagesim_ui.handlers` (plain functions) and the public API to `imagesim_ui.api`; this module only
 connects them to components. Every UI event is private (not in the API docs, not callable by gradio_client); the
@@ -9,18 +9,11 @@ machine, and indexing has its own group of one.
 from __future__ import annotations
 
 import inspect
-import os
-import shutil
-import signal
-import socket
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
 from imagesim.errors import ImagesimError
 from imagesim.search import Gallery
@@ -41,7 +34,7 @@ CSS = (Path(__file__).with_name("style.css")).read_text()
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 
 
-def _theme() -> gr.themes.Base:
+def theme() -> gr.themes.Base:
     # System fonts only: a self-hosted page makes no request to a font CDN.
     sans = ["Inter", "ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
     return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", radius_size="lg", font=sans,
@@ -327,79 +320,3 @@ def _api_endpoints(gallery: Gallery) -> None:
     buttons[0].click(guarded(api.search), [image, k, *paged], result, api_name="search", **common)
     buttons[1].click(guarded(api.search_text), [text, k, *paged], result, api_name="search_text", **common)
     buttons[2].click(guarded(api.faces), [image, k, *filters], result, api_name="faces", **common)
-
-
-# ---- running it ------------------------------------------------------------------------------------------------
-
-def launch_options(gallery: Gallery, *, host: str = "127.0.0.1", port: int | None = 7860,
-                   auth: tuple[str, str] | None = None, max_file_size: str | int = MAX_UPLOAD) -> dict[str, Any]:
-    """What `Blocks.launch` gets: no gallery or database path is readable through Gradio's file route.
-
-    The page shows only thumbnails made into Gradio's private temp folder, so `allowed_paths` stays empty (Gradio
-    then serves its own upload/cache folder and nothing else) and the database folder is blocked outright.
-    """
-    return {"server_name": host, "server_port": port, "auth": auth, "max_file_size": max_file_size,
-            "allowed_paths": [], "blocked_paths": [str(gallery.store.folder)], "theme": _theme(), "css": CSS,
-            "js": KEYS_JS,
-            "footer_links": ["api"], "run_history": False, "show_error": False, "ssr_mode": False,
-            "quiet": True}
-
-
-def private_temp_dir() -> str:
-    """A fresh folder for Gradio's uploads and the thumbnails, readable by this user only.
-
-    Gradio serves its temp folder; a private one per server means no other app's files are ever served from here.
-    Must be set before Gradio creates any component, so `serve` calls it first.
-    """
-    folder = tempfile.mkdtemp(prefix="imagesim-ui-")
-    os.environ["GRADIO_TEMP_DIR"] = folder
-    return folder
-
-
-def _warm_up(gallery: Gallery) -> None:
-    """Load the model now, so the first upload answers as fast as the next ones (a missing model says so here)."""
-    if gallery.status().get("photos"):
-        gallery.encoder.embed_images([Image.new("RGB", (64, 64))])
-
-
-def _check_port(host: str, port: int) -> None:
-    """Refuse a port another program holds, in one line with the remedy."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ImagesimError(f"cannot serve on {host}: {exc.strerror or exc}; pass --host 127.0.0.1 or an address "
-                            "of this machine") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise ImagesimError(f"port {port} on {host} is in use ({exc.strerror}): pass --port with another "
-                                "number, e.g. --port 7861") from None
-
-
-def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
-          max_file_size: str | int = MAX_UPLOAD, threads: int | None = None) -> None:
-    """`imagesim serve`: open the database, build the page, serve it until Ctrl+C.
-
-    `threads` also sizes torch's process-wide pool, when the model loads: the server is the application, so it asks
-    for that through `torch_threads`, as the `imagesim` command does (the library never changes it on its own).
-    """
-    _check_port(host, port)  # before loading anything: a busy port is one line, not Gradio's traceback after 7 s
-    temp = private_temp_dir()
-    # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        gallery = Gallery.open(db, threads=threads, torch_threads=threads)
-        thumbs = Thumbnails(Path(temp) / "thumbs", gallery.status()["roots"], [str(gallery.store.folder)])
-        demo = build_demo(gallery, thumbs=thumbs)
-        _warm_up(gallery)
-        if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
-            print(f"imagesim: warning: serving on {host} without --auth: anyone who can reach it can search and "
-                  "re-index this gallery")
-        print(f"imagesim: serving {gallery.store.folder} on http://{host}:{port} (Ctrl+C to stop)")
-        demo.launch(**launch_options(gallery, host=host, port=port, auth=auth, max_file_size=max_file_size))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        shutil.rmtree(temp, ignore_errors=True)

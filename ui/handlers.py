@@ -22,7 +22,7 @@ from imagesim.search import Filters, Gallery, Match, Text
 from .outcome import Item, Outcome
 from .people import PeopleHandlers
 from .present import ago, friendly, human_size, photo_facts, shown_name, shown_path, text_html, why
-from .thumbs import Thumbnails, draw_boxes
+from .thumbs import NotInGallery, Thumbnails, draw_boxes
 
 THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
 NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run imagesim index PHOTO_DIR --db DB"
@@ -258,8 +258,8 @@ class Handlers(PeopleHandlers):
         if original and os.path.splitext(original)[1].lower() in BROWSER_FORMATS:
             try:
                 if os.path.getsize(original) <= FULL_SIZE_MAX_BYTES:
-                    return original
-            except OSError:
+                    return self.thumbs.full(original)
+            except (OSError, NotInGallery):
                 pass
         return preview
 

@@ -88,6 +88,22 @@ class Thumbnails:
             shutil.copyfile(real, out)
         return str(out)
 
+    def full(self, original: str) -> str:
+        """The original's copy (from `original`) under a neutral name, for the detail view: the page's <img> then
+        carries no part of the file name in its URL, whatever the name holds (markup, host names)."""
+        src = Path(original)
+        out = src.with_name("photo" + src.suffix.lower())
+        if src.parent.parent != self.cache_dir:
+            raise NotInGallery(f"{original} is not a copy in the page's cache")
+        if not out.is_file():
+            try:
+                os.link(src, out)  # both files are the cache's own copies; the gallery file is never linked
+            except FileExistsError:
+                pass
+            except OSError:
+                shutil.copyfile(src, out)
+        return str(out)
+
     def _cached(self, path: str | os.PathLike[str], size: int, box: Sequence[int] | None) -> str:
         real = self.check(path)
         st = os.stat(real)

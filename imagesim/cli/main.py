@@ -279,7 +279,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not (sep and user and password):
             raise ImagesimError("--auth takes USER:PASS, e.g. --auth alice:correct-horse")
         auth = (user, password)
-    from imagesim_ui.app import serve  # gradio loads only for this command
+    from imagesim_ui.serve import serve  # gradio loads only for this command
 
     serve(args.db, host=args.host, port=args.port, auth=auth, max_file_size=args.max_upload, threads=args.threads)
     return 0
