@@ -54,7 +54,9 @@ def machine() -> dict[str, Any]:
 def machine_line(m: dict[str, Any] | None = None) -> str:
     m = m or machine()
     libs = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    return f"*Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; {libs}; {m['date']}.*"
+    isa = [name for key, name in (("avx512_bf16", "AVX512-BF16"), ("amx", "AMX")) if m.get(key)]
+    cpu = f"{m['cpu']} ({', '.join(isa)})" if isa else f"{m['cpu']} (no AVX512-BF16, no AMX)"
+    return f"*Machine: {cpu}, {m['cores']} cores, Python {m['python']}; {libs}; {m['date']}.*"
 
 
 def median(values: list[float]) -> float:
