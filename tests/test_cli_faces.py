@@ -27,12 +27,23 @@ def test_faces_json_shape(db: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     out = json.loads(capsys.readouterr().out)
     assert list(out) == ["faces"] and len(out["faces"]) == 2
     first = out["faces"][0]
-    assert list(first) == ["box", "matches"] and len(first["box"]) == 4 and len(first["matches"]) == 3
+    assert list(first) == ["box", "people", "matches"] and len(first["box"]) == 4 and len(first["matches"]) == 3
+    [person] = [p for p in first["people"] if p["same_person"]]  # person 0, in three photos
+    assert person["photos"] == 3 and person["path"] in {str(tmp_path / "photos" / f"p{i}.jpg") for i in (0, 1, 3)}
     match = first["matches"][0]
     assert list(match) == ["path", "box", "distance", "same_person", "confidence"]
     same = {str(tmp_path / "photos" / f"p{i}.jpg") for i in (0, 1, 3)}  # person 0's photos
     assert {m["path"] for m in first["matches"]} == same and match["same_person"] is True
     assert match["confidence"] in ("high", "medium", "low")
+
+
+def test_faces_plain_output_names_the_person_first(db: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["faces", str(tmp_path / "photos" / "p1.jpg"), "--db", str(db), "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("face 1 at ")
+    assert " is person " in lines[1] and "(3 photos; high confidence, over 3 of their faces)" in lines[1]
+    assert "same person" in lines[2]  # then the single faces
 
 
 def test_no_face_is_one_line(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

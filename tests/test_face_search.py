@@ -9,6 +9,7 @@ import pytest
 
 from imagesim.encoders import Encoder
 from imagesim.errors import ImagesimError, NoFaceFound
+from imagesim.faces.people import People
 from imagesim.faces.search import search_faces
 from imagesim.search import Gallery
 from imagesim.store import Store
@@ -44,7 +45,7 @@ def test_new_photo_finds_the_same_person_first(gallery_db: tuple[Path, Path], tm
     assert [m.distance for m in result.matches] == sorted(m.distance for m in result.matches)
     b = next(m for m in result.matches if m.path.endswith("b.jpg") and m.same_person)
     assert b.box == (110, 40, 170, 100)  # the second square of b.jpg: the right face, not just the right photo
-    assert set(result.to_json()) == {"box", "matches"}
+    assert set(result.to_json()) == {"box", "people", "matches"}
     assert set(result.matches[0].to_json()) == {"path", "box", "distance", "same_person", "confidence"}
 
 
@@ -76,3 +77,32 @@ def test_faces_off_is_a_clear_error(tmp_path: Path, tiny_encoder: Encoder) -> No
         assert not gallery.faces_enabled()
         with pytest.raises(ImagesimError, match="--faces"):
             gallery.faces(photos / "photo_000.jpg")
+
+
+def test_the_person_is_judged_on_several_of_their_faces(tmp_path: Path, tiny_encoder: Encoder) -> None:
+    """One of Bo's faces filed under Ada (a look-alike, or a slip): that single face says "Ada", but Ada's other
+    faces are far from the query, so the person-level answer is Bo, named first with their photo count."""
+    photos = tmp_path / "photos"
+    for i in range(3):
+        write_face_photo(photos / f"ada{i}.jpg", [0], seed=i)
+        write_face_photo(photos / f"bo{i}.jpg", [1], seed=10 + i)
+    db = tmp_path / "db"
+    index_with_fakes(db, [photos], [tiny_encoder])
+    store = Store.open(db)
+    try:
+        people = People(store)
+        for who in people.list():
+            names = {Path(p).name[:2] for f in people.faces(who.id) for p in f.paths}
+            people.rename(who.id, "Ada" if names == {"ad"} else "Bo")
+        slip = next(f for f in people.faces("Bo") if any(p.endswith("bo0.jpg") for p in f.paths))
+        people.move([slip.face_id], "Ada")
+        [result] = search_faces(store, face_photo([1], seed=99), k=10, analyzer=fake_analyzer())
+    finally:
+        store.close()
+    nearest_face = next(m for m in result.matches if m.path.endswith("bo0.jpg"))
+    assert nearest_face.same_person  # the face alone would count for whoever it is filed under
+    assert [(p.label, p.photos, p.faces, p.same_person) for p in result.people] == [("Bo", 2, 2, True),
+                                                                                   ("Ada", 4, 3, False)]
+    assert result.people[0].confidence == "high" and result.people[0].path.endswith(("bo1.jpg", "bo2.jpg"))
+    assert set(result.people[0].to_json()) == {"person", "name", "label", "photos", "distance", "faces",
+                                               "same_person", "confidence", "path", "box"}

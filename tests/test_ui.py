@@ -311,10 +311,12 @@ def test_faces_are_numbered_with_verdicts(site: Site, faces_upload: str, tmp_pat
     out = site.handlers.search_faces(faces_upload)
     annotated, per_face = out.extra
     assert Path(annotated).is_file() and len(per_face) == 2
-    first = per_face[0]  # person 0, the left face: three photos of them, then everyone else's
-    assert [it["same_person"] for it in first] == [True] * 3 + [False] * 3 and out.items == first
-    assert first[0]["caption"].startswith("✓ high") and first[-1]["caption"].startswith("✗ high")
-    assert "same person, high confidence" in first[0]["why"]
+    first = per_face[0]  # person 0, the left face: who they are, then three photos of them, then everyone else's
+    assert [it.get("person") is not None for it in first] == [True] + [False] * 6 and out.items == first
+    assert first[0]["caption"] == "✓ high · Ada (3 photos)" and first[0]["person"] == "Ada"
+    assert [it["same_person"] for it in first[1:]] == [True] * 3 + [False] * 3
+    assert first[1]["caption"].startswith("✓ high") and first[-1]["caption"].startswith("✗ high")
+    assert "same person, high confidence" in first[1]["why"]
     assert {Path(it["path"]).parent for it in first} == {site.root.parent / "people"}
     nobody = write_face_photo(tmp_path / "wall.jpg", [])
     out = site.handlers.search_faces(str(nobody))

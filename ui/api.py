@@ -53,7 +53,7 @@ def _plain(result: dict[str, Any]) -> dict[str, Any]:
             out["file"] = shown_path(value)
             if out["file"] != value:
                 out["escaped"] = True
-        elif key == "matches":
+        elif key in ("matches", "people"):
             out[key] = [_plain(m) for m in value]
         else:
             out[key] = value
@@ -141,8 +141,10 @@ def faces(gallery: Gallery, image: Any, k: float | int | None = DEFAULT_K, after
         image: a photo with one or more faces (gradio_client: handle_file("photo.jpg")).
         k: how many matches per face, 1 to 200 (default 10); a k outside that range is refused with a message.
     Returns:
-        [{"face": n, "box": [left, top, right, bottom], "matches": [{"file", "box", "distance", "same_person",
-        "confidence"}, ...]}, ...]
+        [{"face": n, "box": [left, top, right, bottom], "people": [{"person", "name", "label", "photos",
+        "distance", "faces", "same_person", "confidence", "file", "box"}, ...], "matches": [{"file", "box", "distance",
+        "same_person", "confidence"}, ...]}, ...]; "people" are the gallery's people nearest first, each judged
+        on several of their faces
     """
     if not gallery.faces_enabled():
         raise ImagesimError("face search is not enabled for this database (index it with faces first)")

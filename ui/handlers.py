@@ -15,6 +15,7 @@ from typing import Any
 from imagesim.config import Settings
 from imagesim.errors import ImagesimError
 from imagesim.faces.people import People
+from imagesim.faces.search import PersonMatch
 from imagesim.images import load_image
 from imagesim.indexer import IndexReport, run_index
 from imagesim.search import Filters, Gallery, Match, Text
@@ -162,7 +163,7 @@ class Handlers(PeopleHandlers):
         annotated = self.thumbs.image(draw_boxes(image, [list(f.box) for f in faces]), "faces", size=1024)
         per_face: list[list[Item]] = []
         for face in faces:
-            items = []
+            items = self._people_items(face.people)  # who it is first ("Ada (12 photos)"), then single faces
             for m in face.matches:
                 try:
                     thumb = self.thumbs.face(m.path, list(m.box)) if m.box else self.thumbs.thumbnail(m.path)
@@ -178,6 +179,25 @@ class Handlers(PeopleHandlers):
                                      "below 0.6 usually means the same person)"})
             per_face.append(items)
         return Outcome(items=per_face[0], extra=(annotated, per_face))
+
+    def _people_items(self, people: Sequence[PersonMatch]) -> list[Item]:
+        """A tile per person the face is (judged on several of their faces), showing their face nearest to it."""
+        items: list[Item] = []
+        for p in people:
+            if not p.same_person:
+                continue
+            try:
+                thumb = self.thumbs.face(p.path, list(p.box))
+            except (ImagesimError, OSError):
+                continue
+            photos = f"{p.photos} photo{'s' * (p.photos != 1)}"
+            items.append({"path": p.path, "name": shown_name(p.path), "score": None, "thumb": thumb,
+                          "box": list(p.box), "distance": float(p.distance), "same_person": True,
+                          "confidence": p.confidence, "person": p.label,
+                          "caption": f"✓ {p.confidence} · {p.label} ({photos})",
+                          "why": f"{p.label} ({photos}): {p.confidence} confidence, mean face distance "
+                                 f"{p.distance:.2f} over {p.faces} of their faces"})
+        return items
 
     # ---- duplicates --------------------------------------------------------------------------------------------
 

@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_db(p)
     p.add_argument("-k", type=positive_int, default=10, help="matches per face (default: 10)")
     p.add_argument("--json", action="store_true",
-                   help='print {"faces": [{"box", "matches": [{"path", "box", "distance", "same_person", '
-                        '"confidence"}]}]}')
+                   help='print {"faces": [{"box", "people": [{"person", "name", "label", "photos", "distance", '
+                        '"faces", "same_person", "confidence"}], "matches": [{"path", "box", "distance", '
+                        '"same_person", "confidence"}]}]}')
     add_filter_flags(p)
 
 
@@ -43,6 +44,11 @@ def cmd_faces(args: argparse.Namespace) -> int:
         print(f"face {n} at {list(result.box)}:")
         if not result.matches:
             print("  no faces in the gallery yet")
+        # who it is, judged on several of their faces, before the single faces (and who it may be: the low band)
+        for p in (p for p in result.people if p.same_person or p.confidence == "low"):
+            verdict = "is" if p.same_person else "is not"
+            print(f"  {p.distance:.3f}  {verdict} {p.label} ({p.photos} photo{'s' * (p.photos != 1)}; "
+                  f"{p.confidence} confidence, over {p.faces} of their faces)")
         for m in result.matches:
             verdict = "same person" if m.same_person else "someone else"
             print(f"  {m.distance:.3f}  {verdict:12s} ({m.confidence:6s})  {m.path}  {list(m.box)}")

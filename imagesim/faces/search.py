@@ -17,10 +17,11 @@ from ..store import Store
 from ..store.photos import Selection
 from .analyze import Face, FaceAnalyzer
 from .detect import Box
-from .store import FACES, FaceCatalog, analyzer_for, face_settings, has_schema
+from .store import FACES, FaceCatalog, FaceRow, analyzer_for, face_settings, has_schema
 from .verdicts import DECIMALS, face_distance, verdict
 
 CANDIDATES = 4  # ask the cosine graph for this many times k, then re-rank by euclidean distance
+PERSON_FACES = 3  # a person's distance: the mean over their nearest few faces, so one look-alike face claims no one
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,42 @@ class FaceMatch:
 
 
 @dataclass(frozen=True)
+class PersonMatch:
+    """A person of the gallery for a query face, judged on several of their faces (the mean distance to their
+    nearest PERSON_FACES faces), which is steadier than any one face."""
+
+    person_id: int
+    name: str | None
+    photos: int  # photos they are in, in the whole gallery
+    distance: float
+    faces: int  # how many of their faces that distance is over
+    same_person: bool
+    confidence: str
+    path: str  # the photo of their face nearest to the query face, and that face's box
+    box: Box
+
+    @property
+    def label(self) -> str:
+        return self.name or f"person {self.person_id}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"person": self.person_id, "name": self.name, "label": self.label, "photos": self.photos,
+                "distance": self.distance, "faces": self.faces, "same_person": self.same_person,
+                "confidence": self.confidence, "path": self.path, "box": list(self.box)}
+
+
+@dataclass(frozen=True)
 class FaceResult:
-    """One face of the query photo (box in its upright pixels) and its matches, nearest first."""
+    """One face of the query photo (box in its upright pixels), the people it may be (nearest first) and its
+    nearest faces, nearest first."""
 
     box: Box
     matches: list[FaceMatch] = field(default_factory=list)
+    people: list[PersonMatch] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"box": list(self.box), "matches": [m.to_json() for m in self.matches]}
+        return {"box": list(self.box), "people": [p.to_json() for p in self.people],
+                "matches": [m.to_json() for m in self.matches]}
 
 
 def faces_enabled(store: Store) -> bool:
@@ -107,13 +136,15 @@ def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Ima
         allowed = np.asarray(faces_in, dtype=np.int64)
     results = []
     for face in sorted(faces, key=lambda f: (f.box[0], f.box[1])):  # left to right, as people read a photo
-        results.append(FaceResult(face.box, _matches(store, face.encoding, k, allowed, within)))
+        near = _nearest(store, face.encoding, k, allowed)
+        results.append(FaceResult(face.box, _matches(store, near, k, within), _people(store, near, k, within)))
     return results
 
 
-def _matches(store: Store, encoding: np.ndarray, k: int, allowed: np.ndarray | None = None,
-             within: Selection | None = None) -> list[FaceMatch]:
-    """Candidates from the cosine graph, re-ranked by euclidean distance on the raw descriptors."""
+def _nearest(store: Store, encoding: np.ndarray, k: int,
+             allowed: np.ndarray | None = None) -> list[tuple[float, FaceRow]]:
+    """Candidates from the cosine graph, re-ranked by euclidean distance on the raw descriptors (rounded as shown:
+    verdicts are judged on the distance the user sees), nearest first."""
     if k == 0 or not has_schema(store.catalog):
         return []
     labels, _ = store.search(FACES, normalize(encoding[None, :]), max(k * CANDIDATES, 50), allowed=allowed)
@@ -124,15 +155,52 @@ def _matches(store: Store, encoding: np.ndarray, k: int, allowed: np.ndarray | N
         tables = FaceCatalog(store.catalog)
         descs = tables.descriptors(ids)
         rows = {r.id: r for r in tables.faces(ids)}
-        paths = store.catalog.paths_for(r.content_id for r in rows.values())
     ids = [i for i in ids if i in descs and i in rows]
     dist = face_distance(np.stack([descs[i] for i in ids]), encoding) if ids else np.zeros(0)
+    return sorted(((round(float(d), DECIMALS), rows[fid]) for d, fid in zip(dist.tolist(), ids, strict=True)),
+                  key=lambda pair: (pair[0], pair[1].id))
+
+
+def _matches(store: Store, near: list[tuple[float, FaceRow]], k: int,
+             within: Selection | None = None) -> list[FaceMatch]:
+    """The nearest faces, one row per file showing them."""
+    with store.lock:
+        paths = store.catalog.paths_for(row.content_id for _, row in near)
     out: list[FaceMatch] = []
-    for d, fid in sorted(zip(dist.tolist(), ids, strict=True)):
-        shown = round(float(d), DECIMALS)  # the verdict is judged on the distance the user sees
+    for shown, row in near:
         same, confidence = verdict(shown)
-        for path in paths.get(rows[fid].content_id, []):
+        for path in paths.get(row.content_id, []):
             if within is not None and not within.allows(path):
                 continue
-            out.append(FaceMatch(path, rows[fid].box, shown, same, confidence))
+            out.append(FaceMatch(path, row.box, shown, same, confidence))
     return out[:k]
+
+
+def _people(store: Store, near: list[tuple[float, FaceRow]], k: int,
+            within: Selection | None = None) -> list[PersonMatch]:
+    """The people among the nearest faces, each judged on the mean distance to their nearest PERSON_FACES faces
+    (a person with one close face and others far is less sure than one whose faces all agree), nearest first."""
+    by_person: dict[int, list[float]] = {}
+    nearest: dict[int, FaceRow] = {}
+    for shown, row in near:  # nearest first, so each person's list is sorted
+        if row.person_id is not None and (within is None or row.content_id in within):
+            by_person.setdefault(row.person_id, []).append(shown)
+            nearest.setdefault(row.person_id, row)
+    if not by_person:
+        return []
+    with store.lock:
+        tables = FaceCatalog(store.catalog)
+        names = tables.names(by_person)
+        photos = {pid: len(tables.contents_of(pid)) for pid in by_person}
+        paths = store.catalog.paths_for(row.content_id for row in nearest.values())
+    out = []
+    for pid, dists in by_person.items():
+        shown_in = [p for p in paths.get(nearest[pid].content_id, []) if within is None or within.allows(p)]
+        if not shown_in:
+            continue  # their nearest face's photo is gone since, or outside the chosen folders
+        closest = dists[:PERSON_FACES]
+        distance = round(sum(closest) / len(closest), DECIMALS)
+        same, confidence = verdict(distance)
+        out.append(PersonMatch(pid, names.get(pid), photos[pid], distance, len(closest), same, confidence,
+                               shown_in[0], nearest[pid].box))
+    return sorted(out, key=lambda p: (p.distance, p.person_id))[:k]
