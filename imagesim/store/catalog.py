@@ -90,6 +90,16 @@ class Catalog:
         if not create and not path.is_file():
             raise StoreError(f"no catalog at {path}")
         try:
+            self._open(create, check)
+        except BaseException:
+            conn = getattr(self, "conn", None)
+            if conn is not None:
+                conn.close()  # a refused catalog leaves no connection (nor its WAL files) behind
+            raise
+
+    def _open(self, create: bool, check: bool) -> None:
+        path = self.path
+        try:
             self.connect()
             if create and not user_tables(self.conn):
                 with self.transaction():
