@@ -19,8 +19,9 @@ from imagesim.errors import ImagesimError
 from imagesim.search import Gallery
 
 from . import api
+from .faces import FACES_NEED_PHOTO
 from .filterbar import FilterBar, read
-from .handlers import FACES_NEED_PHOTO, NEEDS_PHOTO, Handlers
+from .handlers import NEEDS_PHOTO, Handlers
 from .outcome import Outcome
 from .present import shown_path, text_html
 from .tabs import PRIVATE, RUN, WORK, WORK_LIMIT, FacesTab, Panel, PeopleTab, Queued, note_html, toast

@@ -15,28 +15,27 @@ from typing import Any
 from imagesim.config import Settings
 from imagesim.errors import ImagesimError
 from imagesim.faces.people import People
-from imagesim.faces.search import PersonMatch
 from imagesim.images import load_image
 from imagesim.indexer import IndexReport, run_index
 from imagesim.search import Filters, Gallery, Match, Text
 
+from .faces import FacesHandlers
 from .outcome import Item, Outcome
 from .people import PeopleHandlers
-from .present import ago, friendly, human_size, photo_facts, shown_name, shown_path, text_html, why
-from .thumbs import NotInGallery, Thumbnails, draw_boxes
+from .present import ago, friendly, human_size, photo_facts, shown_name, shown_path, text_html, upload_name, why
+from .thumbs import NotInGallery, Thumbnails
 
 THUMB_THREADS = 2  # the machine's two cores; cached thumbnails cost nothing
 NOTHING_INDEXED = "no photos indexed yet: press “Index now” or run imagesim index PHOTO_DIR --db DB"
 NEEDS_PHOTO = ("Same look compares photos, not words: drop a photo into “Your photo” (or pick a result and press "
                "“More like this”)")
-FACES_NEED_PHOTO = "drop a photo with faces into “Your photo” to see where else those people appear"
 NO_FILTER_MATCH = "no photo matches these filters"
 BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".webp", ".gif"}  # what every browser shows as it is
 FULL_SIZE_MAX_BYTES = 40 << 20  # a bigger original is shown as its preview (Download still gives the original)
 WAITS_FOR_MODEL = "content search waits for the model"
 
 
-class Handlers(PeopleHandlers):
+class Handlers(FacesHandlers, PeopleHandlers):
     """The page's behaviour over one open `Gallery`."""
 
     def __init__(self, gallery: Gallery, thumbs: Thumbnails) -> None:
@@ -81,7 +80,7 @@ class Handlers(PeopleHandlers):
                 query = self.thumbs.check(source)
                 photo: Any = query  # its stored vector is reused, nothing is re-encoded
             else:
-                photo = load_image(upload, draft_size=self.gallery.encoder.input_size, name=_name(upload))
+                photo = load_image(upload, draft_size=self.gallery.encoder.input_size, name=upload_name(upload))
             if (plus or "").strip() or (minus or "").strip():
                 matches = self.gallery.compose(_terms((photo, 1.0), plus, minus), int(k), filters=filters,
                                                offset=offset, sort=sort)
@@ -140,64 +139,11 @@ class Handlers(PeopleHandlers):
         w = min(1.0, max(0.0, float(style_weight)))
         mode = "content" if w <= 0 else "style" if w >= 1 else "blend"
         try:
-            image = load_image(upload, name=_name(upload))
+            image = load_image(upload, name=upload_name(upload))
             matches = self.gallery.search(image, int(k), mode=mode, style_weight=w, filters=filters, sort=sort)
         except Exception as exc:  # noqa: BLE001
             return Outcome(message=friendly(exc))
         return self._outcome(matches, lambda m: why(m, mode), empty="no matches", filters=filters)
-
-    # ---- faces -------------------------------------------------------------------------------------------------
-
-    def search_faces(self, upload: str | None, k: int = 12, *, filters: Filters | None = None) -> Outcome:
-        """Every face in the upload, numbered; `extra` = (annotated image path, per-face result items)."""
-        if not upload:
-            return Outcome(message=FACES_NEED_PHOTO, extra=(None, []))
-        upload = self.thumbs.source(upload) or upload
-        try:
-            image = load_image(upload, name=_name(upload))
-            faces = self.gallery.faces(image, int(k), filters=filters)
-        except Exception as exc:  # noqa: BLE001
-            return Outcome(message=friendly(exc), extra=(None, []))
-        if not faces:
-            return Outcome(message="no face found in this photo", extra=(None, []))
-        annotated = self.thumbs.image(draw_boxes(image, [list(f.box) for f in faces]), "faces", size=1024)
-        per_face: list[list[Item]] = []
-        for face in faces:
-            items = self._people_items(face.people)  # who it is first ("Ada (12 photos)"), then single faces
-            for m in face.matches:
-                try:
-                    thumb = self.thumbs.face(m.path, list(m.box)) if m.box else self.thumbs.thumbnail(m.path)
-                except (ImagesimError, OSError):
-                    continue  # moved or deleted since indexing: nothing to show
-                verdict = "same person" if m.same_person else "probably not the same person"
-                name = shown_name(m.path)
-                items.append({"path": m.path, "name": name, "score": None, "thumb": thumb,
-                              "box": list(m.box) if m.box else None, "distance": float(m.distance),
-                              "same_person": bool(m.same_person), "confidence": m.confidence,
-                              "caption": f"{'✓' if m.same_person else '✗'} {m.confidence} · {name}",
-                              "why": f"{verdict}, {m.confidence} confidence (face distance {m.distance:.2f}; "
-                                     "below 0.6 usually means the same person)"})
-            per_face.append(items)
-        return Outcome(items=per_face[0], extra=(annotated, per_face))
-
-    def _people_items(self, people: Sequence[PersonMatch]) -> list[Item]:
-        """A tile per person the face is (judged on several of their faces), showing their face nearest to it."""
-        items: list[Item] = []
-        for p in people:
-            if not p.same_person:
-                continue
-            try:
-                thumb = self.thumbs.face(p.path, list(p.box))
-            except (ImagesimError, OSError):
-                continue
-            photos = f"{p.photos} photo{'s' * (p.photos != 1)}"
-            items.append({"path": p.path, "name": shown_name(p.path), "score": None, "thumb": thumb,
-                          "box": list(p.box), "distance": float(p.distance), "same_person": True,
-                          "confidence": p.confidence, "person": p.label,
-                          "caption": f"✓ {p.confidence} · {p.label} ({photos})",
-                          "why": f"{p.label} ({photos}): {p.confidence} confidence, mean face distance "
-                                 f"{p.distance:.2f} over {p.faces} of their faces"})
-        return items
 
     # ---- duplicates --------------------------------------------------------------------------------------------
 
@@ -431,11 +377,6 @@ def caption(m: Match, name: str) -> str:
     """A result's caption: score (and, for a composed query, the term that pulled it in) and the file name."""
     pulled = m.why.split(";")[0].removeprefix("pulled in by ").split(" (")[0] if m.terms and m.why else ""
     return f"{m.score:.2f} · {pulled} · {name}" if pulled else f"{m.score:.2f} · {name}"
-
-
-def _name(upload: str) -> str:
-    """The name the user knows the upload by (Gradio keeps it as the temp file's name)."""
-    return os.path.basename(str(upload)) or "the upload"
 
 
 def _answer(question: Callable[..., bool], *args: str) -> bool:

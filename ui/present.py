@@ -33,6 +33,11 @@ def shown_path(path: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", path.replace("\\", "\\\\"))
 
 
+def upload_name(upload: str) -> str:
+    """The name the user knows an upload by (Gradio keeps it as the temp file's name)."""
+    return os.path.basename(str(upload)) or "the upload"
+
+
 def shown_name(path: str) -> str:
     """The file name part of `shown_path`."""
     return shown_path(os.path.basename(path))

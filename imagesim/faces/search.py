@@ -137,7 +137,9 @@ def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Ima
     results = []
     for face in sorted(faces, key=lambda f: (f.box[0], f.box[1])):  # left to right, as people read a photo
         near = _nearest(store, face.encoding, k, allowed)
-        results.append(FaceResult(face.box, _matches(store, near, k, within), _people(store, near, k, within)))
+        with store.lock:
+            paths = store.catalog.paths_for(row.content_id for _, row in near)
+        results.append(FaceResult(face.box, _matches(near, paths, k, within), _people(store, near, paths, k, within)))
     return results
 
 
@@ -161,11 +163,9 @@ def _nearest(store: Store, encoding: np.ndarray, k: int,
                   key=lambda pair: (pair[0], pair[1].id))
 
 
-def _matches(store: Store, near: list[tuple[float, FaceRow]], k: int,
+def _matches(near: list[tuple[float, FaceRow]], paths: dict[int, list[str]], k: int,
              within: Selection | None = None) -> list[FaceMatch]:
-    """The nearest faces, one row per file showing them."""
-    with store.lock:
-        paths = store.catalog.paths_for(row.content_id for _, row in near)
+    """The nearest faces, one row per file showing them (`paths`: the files of each content)."""
     out: list[FaceMatch] = []
     for shown, row in near:
         same, confidence = verdict(shown)
@@ -176,23 +176,21 @@ def _matches(store: Store, near: list[tuple[float, FaceRow]], k: int,
     return out[:k]
 
 
-def _people(store: Store, near: list[tuple[float, FaceRow]], k: int,
+def _people(store: Store, near: list[tuple[float, FaceRow]], paths: dict[int, list[str]], k: int,
             within: Selection | None = None) -> list[PersonMatch]:
-    """The people among the nearest faces, each judged on the mean distance to their nearest PERSON_FACES faces
-    (a person with one close face and others far is less sure than one whose faces all agree), nearest first."""
+    """The people among the nearest faces (already within the filters' photos), each judged on the mean distance
+    to their nearest PERSON_FACES faces (a person with one close face and others far is less sure than one whose
+    faces all agree), nearest first."""
     by_person: dict[int, list[float]] = {}
     nearest: dict[int, FaceRow] = {}
     for shown, row in near:  # nearest first, so each person's list is sorted
-        if row.person_id is not None and (within is None or row.content_id in within):
+        if row.person_id is not None:
             by_person.setdefault(row.person_id, []).append(shown)
             nearest.setdefault(row.person_id, row)
     if not by_person:
         return []
     with store.lock:
-        tables = FaceCatalog(store.catalog)
-        names = tables.names(by_person)
-        photos = {pid: len(tables.contents_of(pid)) for pid in by_person}
-        paths = store.catalog.paths_for(row.content_id for row in nearest.values())
+        known = FaceCatalog(store.catalog).names_and_photos(by_person)
     out = []
     for pid, dists in by_person.items():
         shown_in = [p for p in paths.get(nearest[pid].content_id, []) if within is None or within.allows(p)]
@@ -201,6 +199,7 @@ def _people(store: Store, near: list[tuple[float, FaceRow]], k: int,
         closest = dists[:PERSON_FACES]
         distance = round(sum(closest) / len(closest), DECIMALS)
         same, confidence = verdict(distance)
-        out.append(PersonMatch(pid, names.get(pid), photos[pid], distance, len(closest), same, confidence,
-                               shown_in[0], nearest[pid].box))
+        name, photos = known.get(pid, (None, 0))
+        out.append(PersonMatch(pid, name, photos, distance, len(closest), same, confidence, shown_in[0],
+                               nearest[pid].box))
     return sorted(out, key=lambda p: (p.distance, p.person_id))[:k]
