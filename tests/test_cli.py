@@ -124,6 +124,19 @@ def test_search_with_an_unreadable_photo_is_one_line(tmp_path: Path, tiny_spec: 
     assert err.count("\n") == 1 and "query.jpg" in err
 
 
+def test_a_busy_port_is_refused_before_gradio_loads(tmp_path: Path) -> None:
+    """The port check runs first, so a busy port answers at once instead of after Gradio's import (seconds)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = ("import sys; from imagesim.cli import main; code = main(['serve', '--db', sys.argv[1], '--port', "
+                "sys.argv[2]]); print(code, 'gradio' in sys.modules)")
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db"), str(port)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert done.stdout.split() == ["1", "False"] and f"port {port} on 127.0.0.1 is in use" in done.stderr
+
+
 def test_help_is_fast_and_never_imports_torch() -> None:
     code = "import sys; from imagesim.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -29,7 +29,6 @@ from .thumbs import Thumbnails
 
 DEFAULT_K = 24
 LIBRARY_PAGE = 24  # photos per "Show more" before any query
-MAX_UPLOAD = "25mb"
 
 CSS = (Path(__file__).with_name("style.css")).read_text()
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()

@@ -18,8 +18,10 @@ from PIL import Image
 from imagesim.errors import ImagesimError
 from imagesim.search import Gallery
 
-from .app import CSS, KEYS_JS, MAX_UPLOAD, build_demo, theme
 from .thumbs import Thumbnails
+
+MAX_UPLOAD = "25mb"
+# Gradio (through `.app`) is imported inside the functions: `imagesim serve` on a busy port answers before it loads.
 
 
 def launch_options(gallery: Gallery, *, host: str = "127.0.0.1", port: int | None = 7860,
@@ -29,6 +31,8 @@ def launch_options(gallery: Gallery, *, host: str = "127.0.0.1", port: int | Non
     The page shows only thumbnails made into Gradio's private temp folder, so `allowed_paths` stays empty (Gradio
     then serves its own upload/cache folder and nothing else) and the database folder is blocked outright.
     """
+    from .app import CSS, KEYS_JS, theme
+
     return {"server_name": host, "server_port": port, "auth": auth, "max_file_size": max_file_size,
             "allowed_paths": [], "blocked_paths": [str(gallery.store.folder)], "theme": theme(), "css": CSS,
             "js": KEYS_JS,
@@ -89,6 +93,7 @@ def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 78
     for that through `torch_threads`, as the `imagesim` command does (the library never changes it on its own).
     """
     _check_port(host, port)  # before loading anything: a busy port is one line, not Gradio's traceback after 7 s
+    from .app import build_demo
     temp = private_temp_dir()
     # `kill` (SIGTERM) ends the server like Ctrl+C does, so the temp folder of thumbnails and uploads is removed.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
