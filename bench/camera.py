@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .report import datasets_dir
+from tests.support.photos import datasets_dir
 
 CAMERA_PIXELS = 12_000_000
 CACHE = Path(os.environ.get("IMAGESIM_BENCH_CACHE", Path("~/.cache/imagesim-bench").expanduser()))

@@ -11,11 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import datasets_dir, median, write_section
+from bench.report import median, write_section
 from imagesim.config import ModelSpec, Settings
 from imagesim.encoders import create_encoder
 from imagesim.indexer import run_index
 from imagesim.search import Gallery
+from tests.support.photos import datasets_dir
 
 TINY = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_clip.json"
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import datasets_dir, median, write_section
+from bench.report import median, write_section
+from tests.support.photos import datasets_dir
 
 THRESHOLDS = [0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75]
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .report import datasets_dir, median, write_section
+from tests.support.photos import datasets_dir
+
+from .report import median, write_section
 from .speed_knn import clustered
 
 DIM = 512

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.calibrate_style import CALIBRATION_PER_CLASS
-from bench.report import datasets_dir
+from tests.support.photos import datasets_dir
 
 THUMB_SIDE = 256
 CACHE = Path(tempfile.gettempdir()) / "imagesim-bench-thumbs"

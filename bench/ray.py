@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import datasets_dir, median, write_section
+from bench.report import median, write_section
 from imagesim.config import ModelSpec, Settings
 from imagesim.indexer import run_index
+from tests.support.photos import datasets_dir
 
 
 def _photos(folder: Path, n: int) -> str:

@@ -23,10 +23,6 @@ noisy, so compare figures within a section, not across sections.
 """
 
 
-def datasets_dir() -> Path:
-    return Path(os.environ.get("IMAGESIM_DATASETS", ROOT.parent / "shared" / "datasets"))
-
-
 def machine() -> dict[str, Any]:
     """CPU model, cores and library versions, to print beside every figure."""
     cpu = platform.processor() or platform.machine()

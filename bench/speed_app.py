@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+from tests.support.photos import datasets_dir
+
 from .camera import camera_photos
-from .report import ROOT, datasets_dir, median
+from .report import ROOT, median
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 

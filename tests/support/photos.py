@@ -13,8 +13,9 @@ TINY_CONFIG = ROOT / "tests" / "data" / "tiny_clip.json"
 
 
 def datasets_dir() -> Path:
-    """The shared evaluation photos: $IMAGESIM_DATASETS, else ../shared/datasets beside the project."""
-    return Path(os.environ.get("IMAGESIM_DATASETS", ROOT.parent / "shared" / "datasets"))
+    """The shared evaluation photos: $IMAGESIM_DATASETS, else ../shared/datasets beside the project; resolved, as the
+    indexer stores real paths (a linked shared/ would otherwise name the same photos twice)."""
+    return Path(os.environ.get("IMAGESIM_DATASETS", ROOT.parent / "shared" / "datasets")).resolve()
 
 
 def photo(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
