@@ -27,11 +27,12 @@ def test_faces_json_shape(db: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     out = json.loads(capsys.readouterr().out)
     assert list(out) == ["faces"] and len(out["faces"]) == 2
     first = out["faces"][0]
-    assert list(first) == ["box", "people", "matches"] and len(first["box"]) == 4 and len(first["matches"]) == 3
+    assert list(first) == ["box", "people", "matches", "quality", "note"]  # the fields after "matches": added later
+    assert len(first["box"]) == 4 and len(first["matches"]) == 3
     [person] = [p for p in first["people"] if p["same_person"]]  # person 0, in three photos
     assert person["photos"] == 3 and person["path"] in {str(tmp_path / "photos" / f"p{i}.jpg") for i in (0, 1, 3)}
     match = first["matches"][0]
-    assert list(match) == ["path", "box", "distance", "same_person", "confidence"]
+    assert list(match) == ["path", "box", "distance", "same_person", "confidence", "quality", "low_band", "note"]
     same = {str(tmp_path / "photos" / f"p{i}.jpg") for i in (0, 1, 3)}  # person 0's photos
     assert {m["path"] for m in first["matches"]} == same and match["same_person"] is True
     assert match["confidence"] in ("high", "medium", "low")

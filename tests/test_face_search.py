@@ -45,8 +45,9 @@ def test_new_photo_finds_the_same_person_first(gallery_db: tuple[Path, Path], tm
     assert [m.distance for m in result.matches] == sorted(m.distance for m in result.matches)
     b = next(m for m in result.matches if m.path.endswith("b.jpg") and m.same_person)
     assert b.box == (110, 40, 170, 100)  # the second square of b.jpg: the right face, not just the right photo
-    assert set(result.to_json()) == {"box", "people", "matches"}
-    assert set(result.matches[0].to_json()) == {"path", "box", "distance", "same_person", "confidence"}
+    assert set(result.to_json()) == {"box", "people", "matches", "quality", "note"}  # quality: added, old kept
+    assert set(result.matches[0].to_json()) == {"path", "box", "distance", "same_person", "confidence", "quality",
+                                                "low_band", "note"}
 
 
 def test_gallery_photo_uses_its_stored_faces(gallery_db: tuple[Path, Path]) -> None:
@@ -105,4 +106,5 @@ def test_the_person_is_judged_on_several_of_their_faces(tmp_path: Path, tiny_enc
                                                                                    ("Ada", 4, 3, False)]
     assert result.people[0].confidence == "high" and result.people[0].path.endswith(("bo1.jpg", "bo2.jpg"))
     assert set(result.people[0].to_json()) == {"person", "name", "label", "photos", "distance", "faces",
-                                               "same_person", "confidence", "path", "box"}
+                                               "same_person", "confidence", "path", "box", "quality", "low_band",
+                                               "note"}

@@ -26,9 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_db(p)
     p.add_argument("-k", type=positive_int, default=10, help="matches per face (default: 10)")
     p.add_argument("--json", action="store_true",
-                   help='print {"faces": [{"box", "people": [{"person", "name", "label", "photos", "distance", '
-                        '"faces", "same_person", "confidence"}], "matches": [{"path", "box", "distance", '
-                        '"same_person", "confidence"}]}]}')
+                   help='print {"faces": [{"box", "quality", "note", "people": [{"person", "name", "label", "photos", '
+                        '"distance", "faces", "same_person", "confidence", "quality", "low_band", "note"}], '
+                        '"matches": [{"path", "box", "distance", "same_person", "confidence", "quality", "low_band", '
+                        '"note"}]}]}; quality 0..1 (null: not measured), low_band: the half-width of the "low" '
+                        'band around 0.6 for that pair (wider for poor faces)')
     add_filter_flags(p)
 
 
@@ -41,7 +43,9 @@ def cmd_faces(args: argparse.Namespace) -> int:
         print(json.dumps({"faces": [r.to_json() for r in results]}))
         return 0
     for n, result in enumerate(results, 1):
-        print(f"face {n} at {list(result.box)}:")
+        print(f"face {n} at {list(result.box)}:" + (f" {result.note} (quality {result.quality:.2f}; verdicts "
+                                                    "near 0.6 are low confidence over a wider band)"
+                                                    if result.note and result.quality is not None else ""))
         if not result.matches:
             print("  no faces in the gallery yet")
         # who it is, judged on several of their faces, before the single faces (and who it may be: the low band)
@@ -51,5 +55,6 @@ def cmd_faces(args: argparse.Namespace) -> int:
                   f"{p.confidence} confidence, over {p.faces} of their faces)")
         for m in result.matches:
             verdict = "same person" if m.same_person else "someone else"
-            print(f"  {m.distance:.3f}  {verdict:12s} ({m.confidence:6s})  {m.path}  {list(m.box)}")
+            poor = "  (low quality face)" if m.note and not result.note else ""  # the gallery face is the poor one
+            print(f"  {m.distance:.3f}  {verdict:12s} ({m.confidence:6s})  {m.path}  {list(m.box)}{poor}")
     return 0

@@ -18,8 +18,9 @@ from ..store.photos import Selection
 from .analyze import Face, FaceAnalyzer
 from .detect import Box
 from .store import FACES, FaceCatalog, FaceRow, analyzer_for, face_settings, has_schema
-from .verdicts import DECIMALS, face_distance, verdict
+from .verdicts import DECIMALS, POOR_QUALITY, face_distance, low_band, pair_quality, verdict
 
+LOW_QUALITY = "low quality face: have a look"  # the note beside a verdict judged on a poor face (wider low band)
 CANDIDATES = 4  # ask the cosine graph for this many times k, then re-rank by euclidean distance
 PERSON_FACES = 3  # a person's distance: the mean over their nearest few faces, so one look-alike face claims no one
 
@@ -33,10 +34,13 @@ class FaceMatch:
     distance: float
     same_person: bool
     confidence: str  # "high" | "medium" | "low"
+    quality: float | None = None  # the pair's (its worse face's, 0..1); None: unknown, judged as good
+    note: str | None = None  # LOW_QUALITY when the pair is poor, so its low band is wider
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "box": list(self.box), "distance": self.distance, "same_person": self.same_person,
-                "confidence": self.confidence}
+                "confidence": self.confidence, "quality": self.quality, "low_band": low_band(self.quality),
+                "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class PersonMatch:
     confidence: str
     path: str  # the photo of their face nearest to the query face, and that face's box
     box: Box
+    quality: float | None = None  # the query face's against the best of their faces used (None: unknown)
+    note: str | None = None
 
     @property
     def label(self) -> str:
@@ -61,7 +67,8 @@ class PersonMatch:
     def to_json(self) -> dict[str, Any]:
         return {"person": self.person_id, "name": self.name, "label": self.label, "photos": self.photos,
                 "distance": self.distance, "faces": self.faces, "same_person": self.same_person,
-                "confidence": self.confidence, "path": self.path, "box": list(self.box)}
+                "confidence": self.confidence, "path": self.path, "box": list(self.box), "quality": self.quality,
+                "low_band": low_band(self.quality), "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,12 @@ class FaceResult:
     box: Box
     matches: list[FaceMatch] = field(default_factory=list)
     people: list[PersonMatch] = field(default_factory=list)
+    quality: float | None = None  # this query face's (0..1; None: not measured)
+    note: str | None = None  # LOW_QUALITY for a poor query face: every verdict for it has the wider low band
 
     def to_json(self) -> dict[str, Any]:
         return {"box": list(self.box), "people": [p.to_json() for p in self.people],
-                "matches": [m.to_json() for m in self.matches]}
+                "matches": [m.to_json() for m in self.matches], "quality": self.quality, "note": self.note}
 
 
 def faces_enabled(store: Store) -> bool:
@@ -116,7 +125,8 @@ def _stored_faces(store: Store, path: Path) -> list[Face] | None:
             return None
         rows = tables.faces_of_content(content_id)
         descs = tables.descriptors([r.id for r in rows])
-    return [Face(r.box, r.score, descs[r.id]) for r in sorted(rows, key=lambda r: -r.score)]
+        quality = tables.qualities([r.id for r in rows])
+    return [Face(r.box, r.score, descs[r.id], quality.get(r.id)) for r in sorted(rows, key=lambda r: -r.score)]
 
 
 def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Image, k: int = 10,
@@ -139,8 +149,16 @@ def search_faces(store: Store, query: str | os.PathLike[str] | bytes | Image.Ima
         near = _nearest(store, face.encoding, k, allowed)
         with store.lock:
             paths = store.catalog.paths_for(row.content_id for _, row in near)
-        results.append(FaceResult(face.box, _matches(near, paths, k, within), _people(store, near, paths, k, within)))
+            quality = FaceCatalog(store.catalog).qualities(row.id for _, row in near)
+        results.append(FaceResult(face.box, _matches(near, paths, k, within, face.quality, quality),
+                                  _people(store, near, paths, k, within, face.quality, quality),
+                                  face.quality, _note(face.quality)))
     return results
+
+
+def _note(quality: float | None) -> str | None:
+    """LOW_QUALITY for a poor face or pair (its verdicts have a wider low band), else None."""
+    return LOW_QUALITY if quality is not None and quality < POOR_QUALITY else None
 
 
 def _nearest(store: Store, encoding: np.ndarray, k: int,
@@ -164,29 +182,37 @@ def _nearest(store: Store, encoding: np.ndarray, k: int,
 
 
 def _matches(near: list[tuple[float, FaceRow]], paths: dict[int, list[str]], k: int,
-             within: Selection | None = None) -> list[FaceMatch]:
-    """The nearest faces, one row per file showing them (`paths`: the files of each content)."""
+             within: Selection | None = None, query_quality: float | None = None,
+             quality: dict[int, float] | None = None) -> list[FaceMatch]:
+    """The nearest faces, one row per file showing them (`paths`: the files of each content), each judged with the
+    pair's quality (the worse of the query face's and its own)."""
     out: list[FaceMatch] = []
+    quality = quality or {}
     for shown, row in near:
-        same, confidence = verdict(shown)
+        q = pair_quality(query_quality, quality.get(row.id))
+        same, confidence = verdict(shown, quality=q)
         for path in paths.get(row.content_id, []):
             if within is not None and not within.allows(path):
                 continue
-            out.append(FaceMatch(path, row.box, shown, same, confidence))
+            out.append(FaceMatch(path, row.box, shown, same, confidence, q, _note(q)))
     return out[:k]
 
 
 def _people(store: Store, near: list[tuple[float, FaceRow]], paths: dict[int, list[str]], k: int,
-            within: Selection | None = None) -> list[PersonMatch]:
+            within: Selection | None = None, query_quality: float | None = None,
+            quality: dict[int, float] | None = None) -> list[PersonMatch]:
     """The people among the nearest faces (already within the filters' photos), each judged on the mean distance
     to their nearest PERSON_FACES faces (a person with one close face and others far is less sure than one whose
-    faces all agree), nearest first."""
+    faces all agree), nearest first; the quality is the query face's against the best of those faces."""
     by_person: dict[int, list[float]] = {}
     nearest: dict[int, FaceRow] = {}
+    faces_used: dict[int, list[int]] = {}
+    quality = quality or {}
     for shown, row in near:  # nearest first, so each person's list is sorted
         if row.person_id is not None:
             by_person.setdefault(row.person_id, []).append(shown)
             nearest.setdefault(row.person_id, row)
+            faces_used.setdefault(row.person_id, []).append(row.id)
     if not by_person:
         return []
     with store.lock:
@@ -198,8 +224,10 @@ def _people(store: Store, near: list[tuple[float, FaceRow]], paths: dict[int, li
             continue  # their nearest face's photo is gone since, or outside the chosen folders
         closest = dists[:PERSON_FACES]
         distance = round(sum(closest) / len(closest), DECIMALS)
-        same, confidence = verdict(distance)
+        theirs = [quality[f] for f in faces_used[pid][:PERSON_FACES] if f in quality]
+        q = pair_quality(query_quality, max(theirs) if theirs else None)
+        same, confidence = verdict(distance, quality=q)
         name, photos = known.get(pid, (None, 0))
         out.append(PersonMatch(pid, name, photos, distance, len(closest), same, confidence, shown_in[0],
-                               nearest[pid].box))
+                               nearest[pid].box, q, _note(q)))
     return sorted(out, key=lambda p: (p.distance, p.person_id))[:k]

@@ -30,6 +30,7 @@ from .detect import Box, FaceDetector
 FACES = "faces"  # the vector space; labels are face ids
 META_KEY = "faces"  # JSON settings when faces are on for this database; absent when off
 TABLES = "faces"  # the optional table set below
+QUALITY_TABLES = "face_quality"  # a second set, added later: catalogs made before it open as they are, without it
 PEOPLE_STATE_KEY = "people_state"  # incremental people's high-water mark (incremental.py); goes with the faces
 
 # The face tables exist only in databases with faces turned on; this module owns them (schema and queries).
@@ -69,6 +70,20 @@ register_tables(TableSet(
     mend=("UPDATE faces SET person_id=NULL WHERE person_id NOT IN (SELECT id FROM people)",),
 ))
 
+# Each face's quality (0..1, quality.py), written with the face. Its own table set, not a column of `faces`: the
+# catalog checks every schema against the one this version creates, so a new column would make every catalog with
+# faces from before it look damaged; a new set is simply absent from them until faces are next written (ensure_schema).
+# A face without a row (indexed before this table existed) has an unknown quality, judged as a good face.
+QUALITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS face_quality(
+    face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE, quality REAL NOT NULL, _crc INTEGER);
+"""
+
+register_tables(TableSet(
+    name=QUALITY_TABLES, marker="face_quality", ddl=QUALITY_SCHEMA,
+    orphans=(("face_quality", "face_id NOT IN (SELECT id FROM faces)"),),
+))
+
 @dataclass(frozen=True)
 class FaceRow:
     """A row of `faces` without its descriptor (see `descriptors`)."""
@@ -98,8 +113,9 @@ class Person:
 
 
 def ensure_schema(catalog: Catalog) -> None:
-    """Create the face tables if they are missing."""
+    """Create the face tables if they are missing (and the quality table, in catalogs from before it)."""
     catalog.ensure_tables(TABLES)
+    catalog.ensure_tables(QUALITY_TABLES)
 
 
 def has_schema(catalog: Catalog) -> bool:
@@ -257,6 +273,18 @@ class FaceCatalog:
         """Raw dlib descriptors by face id."""
         return descriptors(self.catalog, face_ids)
 
+    def qualities(self, face_ids: Iterable[int]) -> dict[int, float]:
+        """Each face's quality, for those of these faces that have one (faces indexed before it have none)."""
+        ids = [int(i) for i in face_ids]
+        if not ids or not self.catalog.has_tables(QUALITY_TABLES):
+            return {}
+        out: dict[int, float] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update((int(f), float(q)) for f, q in self.conn.execute(
+                f"SELECT face_id, quality FROM face_quality WHERE face_id IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
     def scanned(self, content_id: int) -> bool:
         """Whether this photo's bytes were looked at for faces (with today's models)."""
         return self.conn.execute("SELECT 1 FROM face_scans WHERE content_id=?", (content_id,)).fetchone() is not None
@@ -294,6 +322,10 @@ class FaceCatalog:
             "INSERT INTO faces(content_id, left, top, right, bottom, score, descriptor) VALUES(?,?,?,?,?,?,?)",
             (content_id, *face.box, face.score, np.asarray(face.encoding, dtype=np.float32).tobytes())))
             for face in faces]
+        if self.catalog.has_tables(QUALITY_TABLES):
+            self.conn.executemany("INSERT OR REPLACE INTO face_quality(face_id, quality) VALUES(?, ?)",
+                                  [(i, float(f.quality)) for i, f in zip(ids, faces, strict=True)
+                                   if f.quality is not None])
         self.conn.execute("INSERT OR REPLACE INTO face_scans(content_id, faces) VALUES(?, ?)", (content_id, len(faces)))
         return ids
 

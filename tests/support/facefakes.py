@@ -2,7 +2,8 @@
 
 FakeHog stands in for dlib's HOG detector (it finds the squares in whatever array it is given, so tests check the
 scaling and EXIF mapping of boxes), FakeEmbedder for the landmarks + ResNet pair (each colour maps to a fixed
-128-d descriptor of norm ~1.4, like dlib's). Both count their calls.
+128-d descriptor of norm ~1.4, like dlib's), FakeQuality for the face quality (every square a good face: flat colour
+would measure as blurred). All count their calls.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 from imagesim.faces.analyze import FaceAnalyzer
 from imagesim.faces.detect import FaceDetector
 from imagesim.faces.embed import DIM, FaceEmbedder
+from imagesim.faces.quality import FaceQuality, Quality, score_quality
 
 PALETTE = [(220, 40, 40), (40, 200, 40), (40, 40, 220), (230, 220, 40), (200, 40, 200)]
 GREY = (128, 128, 128)
@@ -90,8 +92,21 @@ class FakeEmbedder(FaceEmbedder):
         return out
 
 
+class FakeQuality(FaceQuality):
+    """Every face measures as good (quality 1.0), without dlib's landmark model."""
+
+    def __init__(self) -> None:
+        super().__init__(predictor=object())
+        self.calls = 0
+
+    def assess(self, arr: np.ndarray, box: Sequence[float], detector_score: float) -> Quality:
+        self.calls += 1
+        return score_quality(120, 500, 0.0, 2.0)
+
+
 def fake_analyzer(size: int | None = None, scores: dict[int, float] | None = None) -> FaceAnalyzer:
-    return FaceAnalyzer(FaceDetector(size=size or 1280, detector=FakeHog(scores=scores)), FakeEmbedder())
+    return FaceAnalyzer(FaceDetector(size=size or 1280, detector=FakeHog(scores=scores)), FakeEmbedder(),
+                        FakeQuality())
 
 
 def face_photo(people: Sequence[int], size: tuple[int, int] = (400, 300), side: int = 60, seed: int = 0,
