@@ -76,3 +76,33 @@ def test_people_errors_are_one_line(db: Path, capsys: pytest.CaptureFixture[str]
     assert main(["people", "--db", str(db), "move", "999", "--not"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(line.startswith("imagesim: error: ") for line in err)
+
+
+def test_a_poor_face_says_so_plain_and_json(tmp_path: Path, tiny_encoder: Encoder,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Faces stored with a poor quality: the plain output flags the face, the JSON carries the quality and the
+    wider low band (the verdict itself keeps the 0.6 line)."""
+    from imagesim.faces.analyze import FaceAnalyzer
+    from imagesim.faces.detect import FaceDetector
+    from imagesim.faces.quality import score_quality
+    from imagesim.faces.verdicts import LOW_BAND, low_band
+    from tests.support.facefakes import FakeEmbedder, FakeHog, FakeQuality
+
+    class Blurred(FakeQuality):
+        def assess(self, arr, box, detector_score):  # type: ignore[no-untyped-def]
+            return score_quality(120, 40.0, 0.0, 2.0)  # large and frontal, but soft: quality 0.2
+
+    photos = tmp_path / "photos"
+    for i, people in enumerate([[0], [0]]):
+        write_face_photo(photos / f"p{i}.jpg", people, seed=i)
+    index_with_fakes(tmp_path / "db", [photos], [tiny_encoder],
+                     FaceAnalyzer(FaceDetector(detector=FakeHog()), FakeEmbedder(), Blurred()))
+    query = str(photos / "p0.jpg")
+    assert main(["faces", query, "--db", str(tmp_path / "db"), "--json"]) == 0
+    [face] = json.loads(capsys.readouterr().out)["faces"]
+    assert face["quality"] == pytest.approx(0.2) and face["note"].startswith("low quality face")
+    match = face["matches"][0]
+    assert match["quality"] == pytest.approx(0.2) and match["low_band"] == low_band(0.2) > LOW_BAND
+    assert main(["faces", query, "--db", str(tmp_path / "db")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("face 1 at ") and "low quality face" in first and "quality 0.20" in first
