@@ -103,6 +103,8 @@ def test_a_poor_face_says_so_plain_and_json(tmp_path: Path, tiny_encoder: Encode
     assert face["quality"] == pytest.approx(0.2) and face["note"].startswith("low quality face")
     match = face["matches"][0]
     assert match["quality"] == pytest.approx(0.2) and match["low_band"] == low_band(0.2) > LOW_BAND
+    [person] = face["people"]  # the person of both photos: judged with the poor faces' quality too
+    assert person["quality"] == pytest.approx(0.2) and person["note"] == face["note"]
     assert main(["faces", query, "--db", str(tmp_path / "db")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("face 1 at ") and "low quality face" in first and "quality 0.20" in first
