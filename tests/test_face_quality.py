@@ -262,3 +262,20 @@ def test_real_face_quality_on_faces_small() -> None:
     [[copy]] = analyzer.faces([small])
     assert face.quality is not None and copy.quality is not None
     assert face.quality >= 0.9 > 0.5 > copy.quality
+
+
+def test_faces_tab_tile_says_low_quality() -> None:
+    """The Faces tab's tile for a poor pair: "low quality" in the caption, the quality in the explanation and item."""
+    from imagesim_ui.faces import FacesHandlers
+
+    class Thumbs:
+        def face(self, path: str, box: list[int]) -> str:
+            return "/tmp/thumb.png"
+
+    handlers = FacesHandlers()
+    handlers.thumbs = Thumbs()  # type: ignore[assignment]
+    poor = handlers._face_item("/p/a.jpg", [0, 0, 9, 9], 0.52, True, "low", "a.jpg", "same person", LOW_QUALITY, 0.2)
+    good = handlers._face_item("/p/b.jpg", [0, 0, 9, 9], 0.52, True, "medium", "b.jpg", "same person", None, 1.0)
+    assert poor is not None and good is not None
+    assert poor["caption"] == "✓ low · low quality · a.jpg" and good["caption"] == "✓ medium · b.jpg"
+    assert poor["quality"] == 0.2 and "quality 0.20" in poor["why"] and good["why"] == "same person"
