@@ -455,7 +455,8 @@ def render(r: dict[str, Any]) -> str:
              "`python -m bench faces-verify`: faces-small's 6 labelled people and faces-groups' boxed faces (one "
              f"person each), {r['originals']} faces found by imagesim's pipeline, plus degraded copies (downscale, "
              f"blur, JPEG, lighting, random mix; {r['copies_dropped']} of {r['copies_made']} copies lost their face "
-             f"to the detector and are left out). Pairs: {r['pairs_by_kind']['photos']} same person in two photos, "
+             f"to the detector and are left out). Pairs: {r['pairs_by_kind']['photos']} same person in two "
+             f"photos (either may be a copy), "
              f"{r['pairs_by_kind']['copy']} same shot and its copies, {r['pairs_by_kind']['different']} different "
              f"people. {FOLDS}-fold cross-validation by person x {len(splits_) // FOLDS} repeats = {len(splits_)} "
              "splits; thresholds set on the calibration people, judged on the held-out people's pairs "
@@ -478,8 +479,16 @@ def render(r: dict[str, Any]) -> str:
               "|---|---|---|---|"]
     pooled = ev["pooled"]
     keys = [k for k in pooled["shipped + quality"] if "/" in k and not k.startswith("wrong")]
+    label = {"same/high": "said same, high: false accepts", "same/medium": "said same, medium: false accepts",
+             "same/low": "said same, low: false accepts", "different/low": "said different, low: false rejects",
+             "different/medium": "said different, medium: false rejects",
+             "different/high": "said different, high: false rejects",
+             "wrong/photos": "all: same person, two photos (a copy or not): false rejects",
+             "wrong/copy": "all: a shot and its copy: false rejects", "wrong/different": "all: different people: "
+             "false accepts", "correct shown low": "correct verdicts shown low (the cost)",
+             "good pairs shown low": "pairs of two good faces (quality 1.0) shown low"}
     for key in [*keys, "wrong/photos", "wrong/copy", "wrong/different", "correct shown low", "good pairs shown low"]:
-        lines.append(f"| {key} | {_rate(pooled['shipped, no quality'][key])} | "
+        lines.append(f"| {label.get(key, key)} | {_rate(pooled['shipped, no quality'][key])} | "
                      f"{_rate(pooled['shipped + quality'][key])} | {_rate(pooled[SPLIT_WIDEN][key])} |")
     w_plain = sum(s["shipped, no quality"]["wrong"] for s in splits_)
     w_low_plain = sum(s["shipped, no quality"]["wrong_low"] for s in splits_)
