@@ -389,9 +389,10 @@ class Catalog(CheckedDb):
 
     def vectors_since(self, space: str, top: int, dim: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(labels, vectors, highest rowid seen) of the space's vectors written after rowid `top`: a rowid range,
-        bounded by the writes since, whatever the space's size."""
+        bounded by the writes since, whatever the space's size (`+space`: never the (space, label) index, which would
+        walk the whole space)."""
         rows = self.sound("vectors", self.conn.execute(
-            f"SELECT rowid, label, vector, {self.ok('vectors')} FROM vectors WHERE rowid > ? AND space=? "
+            f"SELECT rowid, label, vector, {self.ok('vectors')} FROM vectors WHERE rowid > ? AND +space=? "
             "ORDER BY rowid", (int(top), space)).fetchall())
         labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         vectors = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows
