@@ -14,22 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
 from . import integrity
-from .integrity import MARK_KEY, CheckedDb, Mark
+from .integrity import CheckedDb
 from .schema import (
-    CRC,
-    SCHEMA,
-    SCHEMA_VERSION,
-    add_checksum_triggers,
-    crc_call,
     create_schema,
     damaged,
-    data_columns,
     present_sets,
     register_checksums,
     table_set_ddl,
-    user_tables,
 )
 from .vectors import IndexFileState
 
@@ -84,92 +76,6 @@ class SpaceInfo:
 
 class Catalog(CheckedDb):
     """Thin typed access to the catalog; every write goes through `transaction()`."""
-
-    def __init__(self, path: Path, *, create: bool, check: bool = True) -> None:
-        """Open (or create) the catalog; with `check`, refuse one whose header, schema or rows written since its last
-        verification are damaged (older rows are checked when a query reads them; `verify()` checks everything)."""
-        self.path = path
-        self._ok: dict[tuple[str, str], str] = {}
-        if not create and not path.is_file():
-            raise StoreError(f"no catalog at {path}")
-        try:
-            self._open(create, check)
-        except BaseException:
-            conn = getattr(self, "conn", None)
-            if conn is not None:
-                conn.close()  # a refused catalog leaves no connection (nor its WAL files) behind
-            raise
-
-    def _open(self, create: bool, check: bool) -> None:
-        path = self.path
-        earned: Mark | None = None  # a full verification at open (no usable mark yet) records its mark
-        try:
-            self.connect()
-            if create and not user_tables(self.conn):
-                with self.transaction():
-                    create_schema(self.conn, SCHEMA)
-                    self.set_meta("schema_version", str(SCHEMA_VERSION))
-                    covered = integrity.tops(self.conn)
-                    self.set_meta(MARK_KEY, integrity.dump_mark(Mark(covered, integrity.page_count(self.conn),
-                                                                     dict(covered), time.time())))
-            version = self._raw_version(check)
-            if check:
-                mark = self.mark() if version == str(SCHEMA_VERSION) else None
-                problem, earned = integrity.check_at_open(self.conn, path, mark)
-                if problem is not None and version in ("1", "2") and problem.startswith("schema"):
-                    problem = None  # checked again after the upgrade below
-                if problem is not None:
-                    raise sqlite3.DatabaseError(problem)
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged header can break text decoding
-            raise damaged(path, exc) from None
-        if not check and not (version or "").isdigit():  # repair mends a damaged version row; judge by the columns
-            version = ("1" if CRC not in [r[1] for r in self.conn.execute("PRAGMA table_info(meta)")] else
-                       str(SCHEMA_VERSION) if "photo_info" in user_tables(self.conn) else "2")
-        if version is None or not version.isdigit() or int(version) > SCHEMA_VERSION:
-            raise StoreError(f"catalog {path} has schema version {version}; this imagesim reads {SCHEMA_VERSION}")
-        if int(version) < SCHEMA_VERSION:
-            self._upgrade(int(version))
-            if check:
-                problems, earned = integrity.full_mark(self.conn)
-                if problems:
-                    raise damaged(path, sqlite3.DatabaseError(problems[0]))
-        if earned is not None:
-            self._record_mark(earned, wait=False)
-
-    def _raw_version(self, check: bool) -> str | None:
-        """The schema version as stored, its row checked when it has a checksum (a version-1 catalog has none); a
-        damaged row is damage with `check`, and no version without (repair then judges by the columns)."""
-        if "meta" not in user_tables(self.conn):
-            return None
-        sound = self.ok("meta") if CRC in [r[1] for r in self.conn.execute("PRAGMA table_info(meta)")] else "1"
-        row = self.conn.execute(f"SELECT value, {sound} FROM meta WHERE key='schema_version'").fetchone()
-        if row is not None and not row[1]:
-            if check:
-                raise sqlite3.DatabaseError("the schema version's row fails its checksum")
-            return None
-        return row[0] if row else None
-
-    def connect(self) -> None:
-        self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        register_checksums(self.conn)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA secure_delete=ON")  # deleted rows (face data) leave no bytes behind
-        self.conn.execute("PRAGMA foreign_keys=ON")
-
-    def _upgrade(self, version: int) -> None:
-        """Bring an older catalog to this schema in one transaction. 1 -> 2: add the `_crc` column and its triggers
-        to every table and fill it; 2 -> 3: the new core tables (photo_info, filled by the next index run)."""
-        with self.transaction():
-            if version < 2:
-                for t in user_tables(self.conn):
-                    self.conn.execute(f"ALTER TABLE {t} ADD COLUMN {CRC} INTEGER")
-                add_checksum_triggers(self.conn)
-                for t in user_tables(self.conn):
-                    self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
-            create_schema(self.conn, SCHEMA)  # IF NOT EXISTS: only what this version added
-            self._ok.clear()
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def has_tables(self, table_set: str) -> bool:
         """Whether this catalog holds a registered optional table set (e.g. "faces")."""
