@@ -275,6 +275,8 @@ def _damage(db: Path, kind: str, rng: random.Random) -> str | None:
         return
     elif kind == "old-row":
         return _damage_old_row(db, rng)
+    if bytes(raw) == graph.read_bytes():
+        return "unchanged"  # e.g. zeros written over zeros: nothing to refuse
     graph.write_bytes(raw)
     if crafted:  # someone rewrote the catalog's record too: only our own validation stands between file and hnswlib
         size, crc = file_crc32(graph)
@@ -342,11 +344,14 @@ def store_fuzz(trials: int, seed: int = 0, repair: bool = False) -> dict:
     kinds = ["truncate", "bitflip", "zero-range", "append", "crafted-header", "crafted-links", "catalog", "old-row"]
     cases = []
     targets: dict[str, str] = {}  # old-row trials: which row was damaged
+    unchanged: set[str] = set()  # graph damage that left the file as it was
     for i in range(trials):
         kind = kinds[i % len(kinds)]
         db = tmp / f"case{i:04d}"
         shutil.copytree(tmp / "good", db)
-        if (target := _damage(db, kind, rng)) is not None:
+        if (target := _damage(db, kind, rng)) == "unchanged":
+            unchanged.add(str(db))
+        elif target is not None:
             targets[str(db)] = target.split(" (")[0]
         cases.append((str(db), kind))
     results: dict[str, dict] = {}
@@ -371,6 +376,8 @@ def store_fuzz(trials: int, seed: int = 0, repair: bool = False) -> dict:
     by_target: dict[str, dict[str, int]] = {}
     for db, kind in cases:
         outcome = _outcome(results[db], kind, dumps.get(db) == good_dump, good_hits)
+        if db in unchanged and outcome == "opened":
+            outcome = "opened (file unchanged)"
         table.setdefault(kind, {}).setdefault(outcome, 0)
         table[kind][outcome] += 1
         if db in targets:
@@ -660,22 +667,29 @@ def _current_body() -> str:
     return "\n".join(line for line in lines if not line.startswith("*Machine:")).strip()
 
 
+def _split(text: str) -> list[str]:
+    """Markdown cut into its "## ..." sections (what comes before the first is dropped)."""
+    return ["## " + part.strip() for part in ("\n" + text).split("\n## ")[1:]]
+
+
 def _merged(old: str, sections: list[str]) -> str:
     """`--only` runs replace their own sections ("## ..." headings) and keep the others as they were."""
-    def split(text: str) -> list[str]:
-        return ["## " + part.strip() for part in ("\n" + text).split("\n## ")[1:]]
-
     fresh = {sec.splitlines()[0]: sec for sec in sections}
-    kept = [fresh.pop(sec.splitlines()[0], sec) for sec in split(old)]
+    kept = [fresh.pop(sec.splitlines()[0], sec) for sec in _split(old)]
     return "\n\n".join(kept + list(fresh.values()))
 
 
 def _write_doc(body: str) -> None:
     from bench.report import machine_line
 
+    # hand-written sections (the design notes) stay, after the measured ones
+    old = DOC.read_text().split("\n*Machine:")[0] if DOC.exists() else ""
+    ours = {sec.splitlines()[0] for sec in _split(body)}
+    notes = [sec for sec in _split(old) if sec.startswith("## How") and sec.splitlines()[0] not in ours]
     DOC.write_text("# Reliability\n\nWritten by `python -m bench reliability` (figures also in "
-                   "docs/benchmarks.md). The same checks run, smaller, in `tests/test_reliability.py`.\n\n"
-                   f"{body}\n\n{machine_line()}\n")
+                   "docs/benchmarks.md), apart from the sections headed *How ...*, written by hand. The same checks "
+                   "run, smaller, in `tests/test_reliability.py`.\n\n"
+                   + "\n\n".join([body, *notes]) + f"\n\n{machine_line()}\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from tests.support.hostile import EXPECTED, hostile_bytes, write_hostile_files
 
 # Refused at open or by the query that read the damage; or answered exactly as the undamaged database, with the full
 # verification then finding the damage (or nothing changed at all: damage in free space).
-CATALOG_OUTCOMES = {"refused", "opened (nothing changed)", "answered right (damage not read), verify refused"}
+CATALOG_OUTCOMES = {"refused", "opened (nothing changed)", "answered right (damage not read), verify refused",
+                    "opened (file unchanged)"}
 SEEDS = [v for k, v in hostile_bytes().items() if EXPECTED[k] == "ok"]
 
 
@@ -79,7 +80,7 @@ def test_damaged_stores_are_refused_never_crash_quick() -> None:
     for kind, outcomes in result["by_kind"].items():
         assert set(outcomes) <= CATALOG_OUTCOMES, (kind, outcomes)
         if kind not in ("catalog", "old-row"):  # every damage to a graph file is caught before hnswlib reads it
-            assert set(outcomes) == {"refused"}, (kind, outcomes)
+            assert set(outcomes) <= {"refused", "opened (file unchanged)"}, (kind, outcomes)
 
 
 @pytest.mark.slow
@@ -101,7 +102,7 @@ def test_damaged_stores_350_trials() -> None:
     for kind, outcomes in result["by_kind"].items():
         assert set(outcomes) <= CATALOG_OUTCOMES, (kind, outcomes)
         if kind not in ("catalog", "old-row"):
-            assert set(outcomes) == {"refused"}, (kind, outcomes)
+            assert set(outcomes) <= {"refused", "opened (file unchanged)"}, (kind, outcomes)
 
 
 @pytest.mark.slow

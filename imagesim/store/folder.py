@@ -8,6 +8,7 @@ up to date from the stored vectors on open; one that does not match what the cat
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
@@ -308,9 +309,18 @@ class Store:
         return row.content_id
 
     def stored_vector(self, path: str | os.PathLike[str], space: str) -> np.ndarray | None:
-        """The stored vector of a gallery file in `space`, when the file is indexed and unchanged since; else None."""
+        """The stored vector in `space` of a gallery file indexed and unchanged since, or of any file whose bytes the
+        catalog holds (a copy elsewhere; a gallery file whose lookup by path misses); else None.
+
+        The second look-up hashes the file (a few ms) and finds its content by SHA-256 through another b-tree than the
+        path's: a damaged path index cannot turn a gallery photo into a re-encoded one with other scores."""
         with self.lock:
             content_id = self.indexed_content(path)
+        if content_id is None:
+            sha = _sha256(path)
+            with self.lock:
+                content_id = None if sha is None else self.catalog.content_id(sha)
+        with self.lock:
             return None if content_id is None else self.catalog.vector_for_content(space, content_id)
 
     def search(self, space: str, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
@@ -323,3 +333,12 @@ class Store:
                 n = len(np.atleast_2d(queries))
                 return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
             return self.index(space).search(queries, k, allowed=allowed, threads=threads)
+
+
+def _sha256(path: str | os.PathLike[str]) -> str | None:
+    """The file's SHA-256 as the indexer computes it (None when it cannot be read: the caller decodes and refuses)."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, first_line
 from .schema import (
     CRC,
     SCHEMA,
@@ -346,11 +346,16 @@ class CheckedDb:
     def verify(self, *, full: bool = True) -> list[str]:
         """Check the catalog and, when it is sound, record the mark: `full` checks everything (`imagesim verify`),
         else only the rows written since the mark. Returns the problems found (empty: sound)."""
-        mark = self.mark()
-        if full or mark is None:
-            problems, earned = full_mark(self.conn)
-        else:
-            problems, earned = advanced_mark(self.conn, mark)
+        try:
+            mark = self.mark()
+            if full or mark is None:
+                problems, earned = full_mark(self.conn)
+            else:
+                problems, earned = advanced_mark(self.conn, mark)
+        except sqlite3.DatabaseError as exc:  # a page SQLite cannot even parse
+            return [first_line(exc)]
+        except StoreError as exc:  # the mark's own row fails its checksum
+            return [str(exc)]
         if not problems:
             self._record_mark(earned, wait=True)
         return problems
