@@ -200,3 +200,16 @@ def test_the_graph_catches_up_with_vectors_written_and_deleted_since_its_save(tm
     with Gallery(Store.open(tmp_path / "db"), Settings.for_db(tmp_path / "db")) as g:
         assert all(m.path != "/gallery/new.jpg" for m in g.search_vector(far[0], k=3))
         assert len(g.store.index("content")) == 200
+
+
+def test_the_background_verification_reports_damage_in_one_line(tmp_path: Path) -> None:
+    photo = tmp_path / "pics" / "query.jpg"
+    _fill(tmp_path / "db", 200, photo)
+    store = Store.open(tmp_path / "db")
+    lines: list[str] = []
+    store.verify_in_background(lines.append).join()
+    assert lines == []  # sound: nothing said
+    _silently_change(tmp_path / "db", "UPDATE files SET size=7 WHERE path='/gallery/001/IMG_00150.jpg'")
+    store.verify_in_background(lines.append).join()
+    store.close()
+    assert len(lines) == 1 and "fails its checksum" in lines[0] and "imagesim repair" in lines[0]
