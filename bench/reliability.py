@@ -302,9 +302,10 @@ def _damage_old_row(db: Path, rng: random.Random) -> str:
         others = sorted(p for ps in cat.paths_for(range(1, 400)).values() for p in ps)
     finally:
         cat.close()
-    target = rng.choice(["query vector", "query path", "result path", "space", "graph record", "model", "taken"])
+    target = rng.choice(["query vector", "query path", "another photo's path", "space", "graph record", "model",
+                         "taken"])
     needle = {"query vector": np.asarray(vector, np.float32).tobytes()[:256],
-              "query path": b"photo_000.jpg", "result path": rng.choice(others).rsplit("/", 1)[1].encode(),
+              "query path": b"photo_000.jpg", "another photo's path": rng.choice(others).rsplit("/", 1)[1].encode(),
               "space": b'"model"', "graph record": b"content.1.hnsw", "model": b"tiny_clip.json",
               "taken": b"mtime"}[target]
     path = db / "catalog.sqlite"
@@ -592,9 +593,9 @@ def main(argv: list[str]) -> int:
                         "damage. A refused catalog names `imagesim repair`, which rebuilds indexes, removes damaged "
                         "rows with what hangs off them, and leaves those photos to the next `imagesim index`.\n\n"
                         f"*old-row* by the row damaged: {targets}. A path damaged in its primary-key index (not its "
-                        "table) makes the lookup by that path miss: the photo is then read as a new one (same model, "
-                        "same vector), the answer stays right.\n\nEach damaged catalog that was refused or failed "
-                        "verification, then `imagesim repair` and `imagesim index` again: "
+                        "table) makes the lookup by that path miss: the photo's stored vector is then found by its "
+                        "bytes' SHA-256 (another b-tree), and the answer stays right.\n\nEach damaged catalog that "
+                        "was refused or failed verification, then `imagesim repair` and `imagesim index` again: "
                         + ", ".join(f"{k}: {n}" for k, n in sorted(r["repair"].items())) + ".")
     if "open" in parts:
         sizes = tuple(int(x) for x in args.open_sizes.split(",")) if args.open_sizes else (

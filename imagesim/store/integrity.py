@@ -245,8 +245,7 @@ class CheckedDb:
                     create_schema(self.conn, SCHEMA)
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
                     covered = tops(self.conn)
-                    self.set_meta(MARK_KEY, dump_mark(Mark(covered, page_count(self.conn),
-                                                                     dict(covered), time.time())))
+                    self.set_meta(MARK_KEY, dump_mark(Mark(covered, page_count(self.conn), dict(covered), time.time())))
             version = self._raw_version(check)
             if check:
                 mark = self.mark() if version == str(SCHEMA_VERSION) else None
