@@ -105,7 +105,8 @@ def main() -> None:
     assert any(any(m["path"].endswith("chelsea.jpg") for m in g["members"]) for g in groups), groups  # chelsea_small
     assert "people" in json.loads(run("people", "--db", db, "list", "--json").stdout)
     assert "rebuilt" in run("repair", "--db", db).stdout
-    print("smoke: blend, status, duplicates, people, repair ok")
+    assert "sound" in run("verify", "--db", db).stdout
+    print("smoke: blend, status, duplicates, people, repair, verify ok")
 
     composed = run("search", query, "--text", "a photo", "--minus-text", "a dog", "--after", "1990", "--in",
                    str(ROOT / "gallery"), "--sort", "date", "--offset", "1", "--db", db, "--json").stdout

@@ -106,6 +106,8 @@ def serve(db: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 78
             print(f"imagesim: warning: serving on {host} without --auth: anyone who can reach it can search and "
                   "re-index this gallery")
         print(f"imagesim: serving {gallery.store.folder} on http://{host}:{port} (Ctrl+C to stop)")
+        # Opening checked only what changed since the last verification: the rest now, while the page serves
+        gallery.store.verify_in_background(lambda line: print(f"imagesim: warning: {line}", flush=True))
         demo.launch(**launch_options(gallery, host=host, port=port, auth=auth, max_file_size=max_file_size))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import json
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=default_threads(), help="CPU threads (default: all cores)")
 
     p = sub.add_parser("repair", help="check the database and rebuild its search indexes from the stored vectors")
+    add_db(p)
+    p = sub.add_parser("verify", help="check every row of the database and its saved graphs now (opens check only "
+                                      "what changed since the last verification; queries check each row they read)")
     add_db(p)
     faces.add_parser(sub)
     people.add_parser(sub)
@@ -243,6 +247,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..store import Store
+    from ..store.schema import damaged
+
+    with contextlib.closing(Store.open(args.db)) as store:
+        with store.lock:
+            problems = store.catalog.verify(full=True)
+            if problems:
+                raise damaged(store.catalog.path, sqlite3.DatabaseError(problems[0]))
+            graphs = store.verify_graphs()
+    print(f"imagesim: {store.folder} is sound: every catalog row checked, graphs {', '.join(graphs) or '-'} match "
+          "their records")
+    return 0
+
+
 def cmd_repair(args: argparse.Namespace) -> int:
     from ..store import CATALOG_NAME, Store
     from ..store.repair import open_for_repair, repair
@@ -285,7 +304,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "serve": cmd_serve,
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "repair": cmd_repair, "verify": cmd_verify,
+            "serve": cmd_serve,
             "duplicates": cmd_duplicates, "faces": faces.cmd_faces, "people": people.cmd_people,
             "model": model.cmd_model}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from ..faces.people import People
 from ..faces.stage import configure_faces
 from ..faces.store import faces_version
 from ..store import MODEL_META_KEY, Store
+from ..store.schema import damaged
 from .pipeline import IndexReport, RemoteEncode, check_roots, index_gallery
 
 if TYPE_CHECKING:
@@ -85,6 +87,11 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
             if record:
                 store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
             store.catalog.set_meta("last_indexed", str(time.time()))
+        # Check what this run wrote (bounded by its work) and move the verified mark over it, so later opens check
+        # only what comes after; a full verification too once the catalog grew by a tenth since the last one.
+        problems = store.catalog.verify(full=store.catalog.wants_full_verify())
+        if problems:
+            raise damaged(store.catalog.path, sqlite3.DatabaseError(problems[0]))
         return report
     finally:
         store.close()

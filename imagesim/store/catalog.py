@@ -9,33 +9,26 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
+from . import integrity
+from .integrity import CheckedDb
 from .schema import (
-    CRC,
-    SCHEMA,
-    SCHEMA_VERSION,
-    add_checksum_triggers,
-    crc_call,
     create_schema,
     damaged,
-    data_columns,
-    expected_schema,
     present_sets,
     register_checksums,
-    schema_of,
     table_set_ddl,
-    user_tables,
 )
 from .vectors import IndexFileState
 
 CATALOG_NAME = "catalog.sqlite"
 MODEL_META_KEY = "content_model"  # meta: the ModelSpec (JSON) the content space was built with
+DELETES_KEY = "vectors_deletes"  # meta: bumped by every change that deletes vectors (a graph must then sync in full)
+GRAPH_SYNC_KEY = "graph_sync:"  # meta + space: (generation, vectors rowid, deletes) its saved graph reflects
 
 
 # Paths are stored as TEXT when they are UTF-8 (nearly always) and as a BLOB of the file system's bytes when they are
@@ -81,69 +74,8 @@ class SpaceInfo:
     dim: int
 
 
-class Catalog:
+class Catalog(CheckedDb):
     """Thin typed access to the catalog; every write goes through `transaction()`."""
-
-    def __init__(self, path: Path, *, create: bool, check: bool = True) -> None:
-        """Open (or create) the catalog; with `check`, refuse one whose b-trees, schema or any row are damaged."""
-        self.path = path
-        if not create and not path.is_file():
-            raise StoreError(f"no catalog at {path}")
-        try:
-            self._open(create, check)
-        except BaseException:
-            conn = getattr(self, "conn", None)
-            if conn is not None:
-                conn.close()  # a refused catalog leaves no connection (nor its WAL files) behind
-            raise
-
-    def _open(self, create: bool, check: bool) -> None:
-        path = self.path
-        try:
-            self.connect()
-            if create and not user_tables(self.conn):
-                with self.transaction():
-                    create_schema(self.conn, SCHEMA)
-                    self.set_meta("schema_version", str(SCHEMA_VERSION))
-            version = self.meta("schema_version") if "meta" in user_tables(self.conn) else None
-            if check:
-                problem = next(iter(self.problems(limit=1)), None)
-                if problem is not None and version in ("1", "2") and problem.startswith("schema"):
-                    problem = None  # checked again after the upgrade below
-                if problem is not None:
-                    raise sqlite3.DatabaseError(problem)
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged header can break text decoding
-            raise damaged(path, exc) from None
-        if not check and not (version or "").isdigit():  # repair mends a damaged version row; judge by the columns
-            version = ("1" if CRC not in [r[1] for r in self.conn.execute("PRAGMA table_info(meta)")] else
-                       str(SCHEMA_VERSION) if "photo_info" in user_tables(self.conn) else "2")
-        if version is None or not version.isdigit() or int(version) > SCHEMA_VERSION:
-            raise StoreError(f"catalog {path} has schema version {version}; this imagesim reads {SCHEMA_VERSION}")
-        if int(version) < SCHEMA_VERSION:
-            self._upgrade(int(version))
-            if check and (problem := next(iter(self.problems(limit=1)), None)) is not None:
-                raise damaged(path, sqlite3.DatabaseError(problem))
-
-    def connect(self) -> None:
-        self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        register_checksums(self.conn)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA secure_delete=ON")  # deleted rows (face data) leave no bytes behind
-        self.conn.execute("PRAGMA foreign_keys=ON")
-
-    def _upgrade(self, version: int) -> None:
-        """Bring an older catalog to this schema in one transaction. 1 -> 2: add the `_crc` column and its triggers
-        to every table and fill it; 2 -> 3: the new core tables (photo_info, filled by the next index run)."""
-        with self.transaction():
-            if version < 2:
-                for t in user_tables(self.conn):
-                    self.conn.execute(f"ALTER TABLE {t} ADD COLUMN {CRC} INTEGER")
-                add_checksum_triggers(self.conn)
-                for t in user_tables(self.conn):
-                    self.conn.execute(f"UPDATE {t} SET {CRC}={crc_call(data_columns(self.conn, t))}")
-            create_schema(self.conn, SCHEMA)  # IF NOT EXISTS: only what this version added
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def has_tables(self, table_set: str) -> bool:
         """Whether this catalog holds a registered optional table set (e.g. "faces")."""
@@ -157,64 +89,14 @@ class Catalog:
 
     # ---- damage ----------------------------------------------------------------------------------------------------
 
-    def problems(self, limit: int = 100) -> Iterator[str]:
-        """What is damaged, first the b-trees and indexes, then the schema, then rows failing their checksum."""
-        conn = self.conn
-        for (line,) in conn.execute(f"PRAGMA integrity_check({int(limit)})"):
-            if line != "ok":
-                yield line
-                return
-        if schema_of(conn) != expected_schema(present_sets(conn)):
-            yield "schema differs from the one this imagesim creates"
-            return
-        for table, rowid in self.bad_rows(limit):
-            yield f"row {rowid} of {table} fails its checksum"
-        tables = set(user_tables(conn))
-        for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall():
-            top = conn.execute(f"SELECT MAX(rowid) FROM {name}").fetchone()[0] if name in tables else None
-            if name not in tables or not isinstance(seq, int) or (top is not None and seq < top):
-                yield "the id counters (sqlite_sequence) are damaged"
-
-    def bad_rows(self, limit: int | None = None) -> Iterator[tuple[str, int]]:
-        """(table, rowid) of every row whose stored checksum does not match its values."""
-        for t in user_tables(self.conn):
-            sql = f"SELECT rowid FROM {t} WHERE {CRC} IS NOT {crc_call(data_columns(self.conn, t))}"
-            for (rowid,) in self.conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")):
-                yield t, int(rowid)
-
     def close(self) -> None:
         self.conn.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: all or nothing, even under kill -9."""
-        if self.conn.in_transaction:  # nested use joins the outer transaction
-            yield self.conn
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
 
     def data_version(self) -> int:
         """Changes when another connection commits: a cheap 'has the catalog changed?' check."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     # ---- meta and roots ------------------------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
-                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
-
-    def delete_meta(self, key: str) -> None:
-        self.conn.execute("DELETE FROM meta WHERE key=?", (key,))
 
     def checkpoint(self) -> bool:
         """Checkpoint the WAL into the database and truncate it (deleted bytes must not linger there either); False
@@ -223,7 +105,8 @@ class Catalog:
         return int(busy) == 0
 
     def roots(self) -> list[str]:
-        return [from_db_path(r[0]) for r in self.conn.execute("SELECT path FROM roots ORDER BY path")]
+        rows = self.conn.execute(f"SELECT path, {self.ok('roots')} FROM roots ORDER BY path").fetchall()
+        return [from_db_path(r[0]) for r in self.sound("roots", rows)]
 
     def add_roots(self, roots: Iterable[str]) -> None:
         self.conn.executemany("INSERT OR IGNORE INTO roots(path) VALUES(?)", [(db_path(r),) for r in roots])
@@ -240,20 +123,20 @@ class Catalog:
             for whole, start in ranges:
                 end = start[:-1] + "0" if isinstance(start, str) else start[:-1] + b"0"  # "/" + 1: all below root
                 rows = self.conn.execute(
-                    "SELECT path, size, mtime_ns, content_id, status, error FROM files WHERE path = ? OR "
-                    "(path >= ? AND path < ?)", (whole, start, end))
-                for r in rows:
+                    f"SELECT path, size, mtime_ns, content_id, status, error, {self.ok('files')} FROM files WHERE "
+                    "path = ? OR (path >= ? AND path < ?)", (whole, start, end)).fetchall()
+                for r in self.sound("files", rows):
                     path = from_db_path(r[0])
                     out[path] = FileRow(path, *r[1:])
         return out
 
     def file(self, path: str) -> FileRow | None:
-        row = self.conn.execute("SELECT size, mtime_ns, content_id, status, error FROM files WHERE path=?",
-                                (db_path(path),)).fetchone()
+        row = self._one("files", f"SELECT size, mtime_ns, content_id, status, error, {self.ok('files')} FROM files "
+                                 "WHERE path=?", (db_path(path),))
         return FileRow(path, *row) if row else None
 
     def content_id(self, sha256: str) -> int | None:
-        row = self.conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
+        row = self._one("contents", f"SELECT id, {self.ok('contents')} FROM contents WHERE sha256=?", (sha256,))
         return int(row[0]) if row else None
 
     def add_content(self, sha256: str, width: int, height: int) -> int:
@@ -271,6 +154,14 @@ class Catalog:
     def delete_files(self, paths: Iterable[str]) -> None:
         self.conn.executemany("DELETE FROM files WHERE path=?", [(db_path(p),) for p in paths])
 
+    def _deleted_vectors(self, n: int) -> None:
+        """Record that vectors went (saved graphs' sync records then no longer hold: the next load syncs in full)."""
+        if n > 0:
+            self.set_meta(DELETES_KEY, str(self.vectors_deletes() + 1))
+
+    def vectors_deletes(self) -> int:
+        return int(self.meta(DELETES_KEY) or 0)
+
     def orphan_contents(self) -> list[int]:
         """Contents no file points to any more (their vectors can go)."""
         return [int(r[0]) for r in self.conn.execute(
@@ -279,11 +170,13 @@ class Catalog:
     def delete_contents(self, ids: list[int]) -> dict[str, list[int]]:
         """Delete contents and all their vectors; return the removed labels per space."""
         removed: dict[str, list[int]] = {}
-        for cid in ids:
-            for space, label in self.conn.execute("SELECT space, label FROM vectors WHERE content_id=?", (cid,)):
-                removed.setdefault(space, []).append(int(label))
-        self.conn.executemany("DELETE FROM vectors WHERE content_id=?", [(c,) for c in ids])
-        self.conn.executemany("DELETE FROM contents WHERE id=?", [(c,) for c in ids])
+        with self.transaction():
+            for cid in ids:
+                for space, label in self.conn.execute("SELECT space, label FROM vectors WHERE content_id=?", (cid,)):
+                    removed.setdefault(space, []).append(int(label))
+            self.conn.executemany("DELETE FROM vectors WHERE content_id=?", [(c,) for c in ids])
+            self.conn.executemany("DELETE FROM contents WHERE id=?", [(c,) for c in ids])
+            self._deleted_vectors(sum(len(v) for v in removed.values()))
         return removed
 
     def paths_for(self, content_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -291,9 +184,9 @@ class Catalog:
         out: dict[int, list[str]] = {}
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
-            for cid, path in self.conn.execute(
-                    f"SELECT content_id, path FROM files WHERE status='ok' AND content_id IN ({marks}) ORDER BY path",
-                    chunk):
+            for cid, path in self.sound("files", self.conn.execute(
+                    f"SELECT content_id, path, {self.ok('files')} FROM files WHERE status='ok' AND content_id IN "
+                    f"({marks}) ORDER BY path", chunk).fetchall()):
                 out.setdefault(int(cid), []).append(from_db_path(path))
         return out
 
@@ -304,26 +197,32 @@ class Catalog:
             "GROUP BY content_id HAVING COUNT(*) > 1")]
 
     def failed_files(self) -> list[tuple[str, str]]:
-        rows = self.conn.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")
-        return [(from_db_path(r[0]), r[1]) for r in rows]
+        rows = self.conn.execute(f"SELECT path, error, {self.ok('files')} FROM files WHERE status='failed' "
+                                 "ORDER BY path").fetchall()
+        return [(from_db_path(r[0]), r[1]) for r in self.sound("files", rows)]
 
     def counts(self) -> dict[str, int]:
+        """Indexed files, unreadable ones, distinct contents. Reads no row of an indexed photo: a bare COUNT(*) is one
+        b-tree count in SQLite, and only failed files lack a content id (the index range of NULLs holds just them)."""
         one = self.conn.execute
+        failed = int(one("SELECT COUNT(*) FROM files WHERE content_id IS NULL AND status='failed'").fetchone()[0])
+        unlinked_ok = int(one("SELECT COUNT(*) FROM files WHERE content_id IS NULL AND status='ok'").fetchone()[0])
         return {
-            "files": int(one("SELECT COUNT(*) FROM files WHERE status='ok'").fetchone()[0]),
-            "failed": int(one("SELECT COUNT(*) FROM files WHERE status='failed'").fetchone()[0]),
+            "files": int(one("SELECT COUNT(*) FROM files").fetchone()[0]) - failed - unlinked_ok,
+            "failed": failed,
             "contents": int(one("SELECT COUNT(*) FROM contents").fetchone()[0]),
         }
 
     # ---- spaces and vectors --------------------------------------------------------------------------------------
 
     def space(self, name: str) -> SpaceInfo | None:
-        row = self.conn.execute("SELECT name, fingerprint, description, dim FROM spaces WHERE name=?",
-                                (name,)).fetchone()
+        row = self._one("spaces", f"SELECT name, fingerprint, description, dim, {self.ok('spaces')} FROM spaces "
+                                  "WHERE name=?", (name,))
         return SpaceInfo(row[0], row[1], json.loads(row[2]), int(row[3])) if row else None
 
     def spaces(self) -> list[SpaceInfo]:
-        rows = self.conn.execute("SELECT name, fingerprint, description, dim FROM spaces ORDER BY name")
+        rows = self.sound("spaces", self.conn.execute(
+            f"SELECT name, fingerprint, description, dim, {self.ok('spaces')} FROM spaces ORDER BY name").fetchall())
         return [SpaceInfo(r[0], r[1], json.loads(r[2]), int(r[3])) for r in rows]
 
     def put_space(self, name: str, fingerprint: str, description: dict, dim: int) -> None:
@@ -332,9 +231,11 @@ class Catalog:
                                                 time.time()))
 
     def drop_space(self, name: str) -> None:
-        self.conn.execute("DELETE FROM vectors WHERE space=?", (name,))
-        self.conn.execute("DELETE FROM spaces WHERE name=?", (name,))
-        self.conn.execute("DELETE FROM index_files WHERE space=?", (name,))
+        with self.transaction():
+            self._deleted_vectors(self.conn.execute("DELETE FROM vectors WHERE space=?", (name,)).rowcount)
+            self.conn.execute("DELETE FROM spaces WHERE name=?", (name,))
+            self.conn.execute("DELETE FROM index_files WHERE space=?", (name,))
+            self.delete_meta(GRAPH_SYNC_KEY + name)
 
     def contents_missing(self, space: str) -> list[int]:
         """Contents that have a file but no vector in `space` (e.g. after a model change)."""
@@ -351,11 +252,15 @@ class Catalog:
              for lb, cid, vec in zip(labels, content_ids, vectors, strict=True)])
 
     def delete_vectors(self, space: str, labels: Iterable[int]) -> None:
-        self.conn.executemany("DELETE FROM vectors WHERE space=? AND label=?", [(space, int(lb)) for lb in labels])
+        with self.transaction():
+            cur = self.conn.executemany("DELETE FROM vectors WHERE space=? AND label=?",
+                                        [(space, int(lb)) for lb in labels])
+            self._deleted_vectors(cur.rowcount)
 
     def content_hashes(self) -> dict[int, str]:
         """Content id -> the photo bytes' SHA-256."""
-        return {int(r[0]): r[1] for r in self.conn.execute("SELECT id, sha256 FROM contents")}
+        rows = self.conn.execute(f"SELECT id, sha256, {self.ok('contents')} FROM contents").fetchall()
+        return {int(r[0]): r[1] for r in self.sound("contents", rows)}
 
     def labels(self, space: str) -> np.ndarray:
         rows = self.conn.execute("SELECT label FROM vectors WHERE space=?", (space,)).fetchall()
@@ -363,30 +268,60 @@ class Catalog:
 
     def vectors(self, space: str, labels: Iterable[int] | None = None, dim: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(labels, float32 vectors) for the given labels, or for the whole space."""
+        ok = self.ok("vectors")
         if labels is None:
-            rows = self.conn.execute("SELECT label, vector FROM vectors WHERE space=? ORDER BY label",
-                                     (space,)).fetchall()
+            rows = self.sound("vectors", self.conn.execute(
+                f"SELECT label, vector, {ok} FROM vectors WHERE space=? ORDER BY label", (space,)).fetchall())
         else:
             rows = []
             for chunk in _chunks([int(x) for x in labels], 500):
                 marks = ",".join("?" * len(chunk))
-                rows += self.conn.execute(f"SELECT label, vector FROM vectors WHERE space=? AND label IN ({marks})",
-                                          [space, *chunk]).fetchall()
+                rows += self.sound("vectors", self.conn.execute(
+                    f"SELECT label, vector, {ok} FROM vectors WHERE space=? AND label IN ({marks})",
+                    [space, *chunk]).fetchall())
         out_labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
             return out_labels, np.zeros((0, dim), dtype=np.float32)
         return out_labels, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
 
     def vector_for_content(self, space: str, content_id: int) -> np.ndarray | None:
-        row = self.conn.execute("SELECT vector FROM vectors WHERE space=? AND content_id=? LIMIT 1",
-                                (space, content_id)).fetchone()
+        row = self._one("vectors", f"SELECT vector, {self.ok('vectors')} FROM vectors WHERE space=? AND content_id=? "
+                                   "LIMIT 1", (space, content_id))
         return np.frombuffer(row[0], dtype=np.float32).copy() if row else None
+
+    def vectors_top(self) -> int:
+        """The highest rowid of `vectors`: every vector written later has a higher one (REPLACE included)."""
+        return int(self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM vectors").fetchone()[0])
+
+    def vectors_since(self, space: str, top: int, dim: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(labels, vectors, highest rowid seen) of the space's vectors written after rowid `top`: a rowid range,
+        bounded by the writes since, whatever the space's size (`+space`: never the (space, label) index, which would
+        walk the whole space)."""
+        rows = self.sound("vectors", self.conn.execute(
+            f"SELECT rowid, label, vector, {self.ok('vectors')} FROM vectors WHERE rowid > ? AND +space=? "
+            "ORDER BY rowid", (int(top), space)).fetchall())
+        labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows
+                   else np.zeros((0, dim), dtype=np.float32))
+        return labels, vectors, max([int(top), *(int(r[0]) for r in rows)])
+
+    def graph_sync(self, space: str) -> tuple[int, int, int] | None:
+        """(generation, vectors rowid, deletes) the space's saved graph reflects, as recorded when it was saved."""
+        raw = self.meta(GRAPH_SYNC_KEY + space)
+        try:
+            generation, top, deletes = json.loads(raw or "null")
+            return int(generation), int(top), int(deletes)
+        except (TypeError, ValueError):
+            return None  # none recorded (or unreadable): the graph syncs in full
+
+    def put_graph_sync(self, space: str, generation: int, top: int, deletes: int) -> None:
+        self.set_meta(GRAPH_SYNC_KEY + space, json.dumps([int(generation), int(top), int(deletes)]))
 
     # ---- saved graph files ---------------------------------------------------------------------------------------
 
     def index_file(self, space: str) -> IndexFileState | None:
-        row = self.conn.execute("SELECT space, generation, filename, size, crc32, elements, labels_sum, fingerprint "
-                                "FROM index_files WHERE space=?", (space,)).fetchone()
+        row = self._one("index_files", "SELECT space, generation, filename, size, crc32, elements, labels_sum, "
+                        f"fingerprint, {self.ok('index_files')} FROM index_files WHERE space=?", (space,))
         return IndexFileState(*row) if row else None
 
     def put_index_file(self, st: IndexFileState) -> None:
@@ -407,8 +342,12 @@ class ContentReader:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+            register_checksums(conn)
             self._local.conn = conn
-        row = conn.execute("SELECT id FROM contents WHERE sha256=?", (sha256,)).fetchone()
+        row = conn.execute(f"SELECT id, {integrity.row_ok(conn, 'contents')} FROM contents WHERE sha256=?",
+                           (sha256,)).fetchone()
+        if row is not None and not row[1]:
+            raise damaged(self.path, sqlite3.DatabaseError("a row of contents fails its checksum"))
         return int(row[0]) if row else None
 
 

@@ -8,9 +8,11 @@ up to date from the stored vectors on open; one that does not match what the cat
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import numpy as np
 
 from ..config import EXACT_SEARCH_MAX, default_threads
 from ..errors import ModelMismatch, NoIndex, StoreError
-from .catalog import CATALOG_NAME, Catalog
-from .vectors import VectorIndex
+from .catalog import CATALOG_NAME, GRAPH_SYNC_KEY, Catalog
+from .schema import damaged
+from .vectors import IndexFileState, VectorIndex, check_file
 
 LOCK_NAME = "index.lock"
 # Rebuild a graph on save when this share of its slots are deleted items (keeps memory and recall in check).
@@ -36,6 +39,7 @@ class Store:
         self.exact_max = exact_max
         self._indexes: dict[str, VectorIndex] = {}
         self._version = catalog.data_version()
+        self._writing = False  # this process holds the writer lock: no other process writes vectors meanwhile
         self.lock = threading.RLock()  # one thread at a time uses the connection and graphs
 
     @classmethod
@@ -66,8 +70,10 @@ class Store:
             except BlockingIOError:
                 raise StoreError(f"another imagesim process is writing to {self.folder}; wait for it to finish"
                                  ) from None
+            self._writing = True
             yield
         finally:
+            self._writing = False
             os.close(fd)
 
     # ---- spaces --------------------------------------------------------------------------------------------------
@@ -118,18 +124,41 @@ class Store:
             vi = VectorIndex.load(self.folder, state, info.dim, threads=self.threads, exact_max=self.exact_max)
         except StoreError as exc:
             raise StoreError(f"{exc}{remedy}") from None
-        self._sync(space, vi)
+        record = self.catalog.graph_sync(space)
+        deletes = self.catalog.vectors_deletes()
+        if record is not None and record[0] == state.generation and record[2] == deletes:
+            vi.synced = (record[1], deletes)  # no vector deleted since the save: only later rows can be missing
+            self._catch_up(space, vi)
+        else:
+            self._sync(space, vi)
         return vi
 
     def _build(self, space: str, dim: int) -> VectorIndex:
+        synced = self._catalog_state()  # read first: whatever is written while reading lies above it
         labels, vectors = self.catalog.vectors(space, dim=dim)
         vi = VectorIndex(dim, threads=self.threads, exact_max=self.exact_max, capacity=len(labels) + 1024)
         vi.add(labels, vectors)
         vi.dirty = True
+        vi.synced = synced
         return vi
 
+    def _catalog_state(self) -> tuple[int, int]:
+        return self.catalog.vectors_top(), self.catalog.vectors_deletes()
+
+    def _catch_up(self, space: str, vi: VectorIndex) -> None:
+        """Add the vectors written since the graph's catalog state (rows above its rowid): bounded by the writes
+        since, whatever the space's size. Only valid while no vector was deleted since (`_sync` otherwise)."""
+        assert vi.synced is not None
+        top, deletes = vi.synced
+        labels, vectors, seen = self.catalog.vectors_since(space, top, vi.dim)
+        if len(labels):
+            vi.add(labels, vectors)
+        vi.synced = (seen, deletes)
+
     def _sync(self, space: str, vi: VectorIndex) -> None:
-        """Apply catalog changes the graph has not seen: add missing vectors, delete vanished ones."""
+        """Apply catalog changes the graph has not seen: add missing vectors, delete vanished ones (reads every label
+        of the space: after vectors were deleted, or for a graph saved without a sync record)."""
+        synced = self._catalog_state()
         truth = self.catalog.labels(space)
         live = vi.live.to_array()
         extra = np.setdiff1d(live, truth, assume_unique=True).tolist()
@@ -144,7 +173,8 @@ class Store:
             labels, vectors = self.catalog.vectors(space, missing, dim=vi.dim)
             vi.add(labels, vectors)
         vi._matrix = None
-        vi.dirty = bool(missing or extra)
+        vi.dirty = vi.dirty or bool(missing or extra)
+        vi.synced = synced
 
     def refresh(self) -> bool:
         """Pick up what another process committed since the last look (cheap when nothing changed)."""
@@ -157,6 +187,8 @@ class Store:
                 info = self.catalog.space(space)
                 if info is None or info.dim != vi.dim:
                     self._indexes.pop(space)
+                elif vi.synced is not None and vi.synced[1] == self.catalog.vectors_deletes():
+                    self._catch_up(space, vi)
                 else:
                     self._sync(space, vi)
             return True
@@ -164,20 +196,37 @@ class Store:
     # ---- saving --------------------------------------------------------------------------------------------------
 
     def save(self, *, compact: bool = False) -> None:
-        """Write changed graphs atomically and record them in the catalog; old files go only after that commit."""
+        """Write changed graphs atomically and record them in the catalog; old files go only after that commit.
+
+        With each graph goes the catalog state it reflects (its sync record), so the next load reads only the vectors
+        written after it. The writer (which holds the lock: nobody else writes vectors) has every vector committed so
+        far in its graphs; any other process records what its graphs last synced to."""
         with self.lock:
+            now = self._catalog_state()  # before refresh: what refresh then syncs is at least this
+            self.refresh()
             for space, vi in list(self._indexes.items()):
                 info = self.catalog.space(space)
                 state = self.catalog.index_file(space)
-                if info is None or not (vi.dirty or state is None):
+                if info is None:
+                    continue
+                if not (vi.dirty or state is None):
+                    if self._writing and state is not None and self.catalog.graph_sync(space) != (state.generation,
+                                                                                                *now):
+                        with self.catalog.transaction():  # the file is what memory holds: record that it is current
+                            self.catalog.put_graph_sync(space, state.generation, *now)
                     continue
                 if compact or vi.deleted > COMPACT_DELETED_SHARE * max(len(vi), 1000):
                     vi = self._build(space, info.dim)
                     self._indexes[space] = vi
                 generation = (state.generation if state else 0) + 1
+                synced = now if self._writing else vi.synced
                 new_state = vi.save(self.folder, space, generation, info.fingerprint)
                 with self.catalog.transaction():
                     self.catalog.put_index_file(new_state)
+                    if synced is not None:
+                        self.catalog.put_graph_sync(space, generation, *synced)
+                    else:
+                        self.catalog.delete_meta(GRAPH_SYNC_KEY + space)
                 self._drop_files(space, keep=new_state.filename)
             self.catalog.checkpoint()  # the WAL must not keep deleted bytes either
 
@@ -191,6 +240,46 @@ class Store:
                 done.append(info.name)
             self.save()
             return done
+
+    def verify_graphs(self) -> list[str]:
+        """Check every saved graph file against its catalog record (size, CRC32, header, neighbour lists), as a load
+        does; the spaces checked. Raise StoreError naming `imagesim repair` for the first that does not match."""
+        with self.lock:  # the records under the lock, the files outside it (queries go on meanwhile)
+            states = [(info, self.catalog.index_file(info.name)) for info in self.catalog.spaces()]
+        done = []
+        for info, state in states:
+            if state is None:
+                continue
+            problem = check_file(self.folder / state.filename, state, info.dim)
+            if problem is not None and self._same_state(state):  # not just replaced by an indexer meanwhile
+                raise StoreError(f"{problem}; run `imagesim repair --db {self.folder}` to rebuild it from the "
+                                 "stored vectors (no re-encoding)")
+            done.append(info.name)
+        return done
+
+    def _same_state(self, state: IndexFileState) -> bool:
+        with self.lock:
+            return self.catalog.index_file(state.space) == state
+
+    def verify_in_background(self, report: Callable[[str], None]) -> threading.Thread:
+        """Run the full verification (catalog and graph files) in a daemon thread on a connection of its own, so
+        queries go on meanwhile (each checks the rows it reads); `report` gets one line if damage is found."""
+        def run() -> None:
+            try:
+                catalog = Catalog(self.folder / CATALOG_NAME, create=False, check=False)
+                try:
+                    problems = catalog.verify(full=True)
+                finally:
+                    catalog.close()
+                if problems:
+                    raise damaged(self.folder / CATALOG_NAME, sqlite3.DatabaseError(problems[0]))
+                self.verify_graphs()
+            except (StoreError, sqlite3.DatabaseError) as exc:
+                report(str(exc) if isinstance(exc, StoreError) else str(damaged(self.folder / CATALOG_NAME, exc)))
+
+        thread = threading.Thread(target=run, name="imagesim-verify", daemon=True)
+        thread.start()
+        return thread
 
     def _drop_files(self, space: str, keep: str | None) -> None:
         for path in self.folder.glob(f"{space}.*.hnsw"):
@@ -220,9 +309,18 @@ class Store:
         return row.content_id
 
     def stored_vector(self, path: str | os.PathLike[str], space: str) -> np.ndarray | None:
-        """The stored vector of a gallery file in `space`, when the file is indexed and unchanged since; else None."""
+        """The stored vector in `space` of a gallery file indexed and unchanged since, or of any file whose bytes the
+        catalog holds (a copy elsewhere; a gallery file whose lookup by path misses); else None.
+
+        The second look-up hashes the file (a few ms) and finds its content by SHA-256 through another b-tree than the
+        path's: a damaged path index cannot turn a gallery photo into a re-encoded one with other scores."""
         with self.lock:
             content_id = self.indexed_content(path)
+        if content_id is None:
+            sha = _sha256(path)
+            with self.lock:
+                content_id = None if sha is None else self.catalog.content_id(sha)
+        with self.lock:
             return None if content_id is None else self.catalog.vector_for_content(space, content_id)
 
     def search(self, space: str, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
@@ -235,3 +333,12 @@ class Store:
                 n = len(np.atleast_2d(queries))
                 return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
             return self.index(space).search(queries, k, allowed=allowed, threads=threads)
+
+
+def _sha256(path: str | os.PathLike[str]) -> str | None:
+    """The file's SHA-256 as the indexer computes it (None when it cannot be read: the caller decodes and refuses)."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None

@@ -35,3 +35,13 @@ class SavedVectors:
         """Vectors of labels the file holds (check with `holds`), in the order given."""
         rows = self._rows[np.searchsorted(self._labels, labels)]
         return np.ascontiguousarray(self._vectors[rows]).view(np.float32).reshape(len(labels), self.dim)
+
+
+def deleted_labels(path: Path) -> np.ndarray:
+    """Labels hnswlib marked deleted in a saved graph file (the DELETE_MARK bit of each level-0 record's third byte,
+    hnswalg.h markDeletedInternal): the file keeps them, so a load knows its live labels without asking the catalog."""
+    raw = np.memmap(path, dtype=np.uint8, mode="r")
+    _, _, count, per_el, label_off, *_ = HEADER.unpack(bytes(raw[:HEADER.size]))
+    records = raw[HEADER.size:HEADER.size + count * per_el].reshape(count, per_el)
+    gone = np.flatnonzero(records[:, 2] & 1)
+    return records[gone, label_off:label_off + 8].copy().view(np.uint64).ravel().astype(np.int64)

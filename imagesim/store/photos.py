@@ -67,9 +67,9 @@ class PhotoTable:
     def get(self, content_ids: Iterable[int]) -> dict[int, PhotoInfo]:
         out: dict[int, PhotoInfo] = {}
         for chunk in _chunks(sorted({int(c) for c in content_ids}), 500):
-            rows = self.conn.execute(f"SELECT content_id, {', '.join(COLUMNS)} FROM photo_info WHERE content_id IN "
-                                     f"({','.join('?' * len(chunk))})", chunk)
-            for r in rows:
+            rows = self.conn.execute(f"SELECT content_id, {', '.join(COLUMNS)}, {self.catalog.ok('photo_info')} FROM "
+                                     f"photo_info WHERE content_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            for r in self.catalog.sound("photo_info", rows):
                 out[int(r[0])] = PhotoInfo(*r[1:])
         return out
 
@@ -82,9 +82,9 @@ class PhotoTable:
         """One indexed file (path, mtime_ns) per content: where to read the header of a content lacking its row."""
         out: dict[int, tuple[str, int]] = {}
         for chunk in _chunks(sorted({int(c) for c in content_ids}), 500):
-            for cid, path, mtime in self.conn.execute(
-                    f"SELECT content_id, path, mtime_ns FROM files WHERE status='ok' AND content_id IN "
-                    f"({','.join('?' * len(chunk))}) ORDER BY path", chunk):
+            for cid, path, mtime in self.catalog.sound("files", self.conn.execute(
+                    f"SELECT content_id, path, mtime_ns, {self.catalog.ok('files')} FROM files WHERE status='ok' AND "
+                    f"content_id IN ({','.join('?' * len(chunk))}) ORDER BY path", chunk).fetchall()):
                 out.setdefault(int(cid), (from_db_path(path), int(mtime)))
         return out
 
@@ -92,20 +92,30 @@ class PhotoTable:
         """(taken_utc, taken_local) per content, for sorting by date."""
         out: dict[int, tuple[float | None, str | None]] = {}
         for chunk in _chunks(sorted({int(c) for c in content_ids}), 500):
-            for cid, utc, local in self.conn.execute(
-                    "SELECT content_id, taken_utc, taken_local FROM photo_info WHERE content_id IN "
-                    f"({','.join('?' * len(chunk))})", chunk):
+            for cid, utc, local in self.catalog.sound("photo_info", self.conn.execute(
+                    f"SELECT content_id, taken_utc, taken_local, {self.catalog.ok('photo_info')} FROM photo_info "
+                    f"WHERE content_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()):
                 out[int(cid)] = (utc, local)
         return out
 
     # ---- filters ---------------------------------------------------------------------------------------------
 
     def matching(self, **conditions: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """`PhotoColumns.matching` over this catalog's current columns."""
-        return columns(self.catalog).matching(**conditions)
+        """`PhotoColumns.matching` over this catalog's current columns. The first filter questions asked of a catalog (a
+        one-shot command) with a date range or a box read only the rows an index narrows them to, the years or the
+        latitudes asked for; later ones (a server) build and keep the columns of every photo."""
+        cols = cached_columns(self.catalog)
+        if cols is None and _first_use(self.catalog):
+            where, params = _narrowing(conditions)
+            if where:
+                cols = PhotoColumns.load(self.catalog, where, params, paths=False)
+        return (cols or columns(self.catalog)).matching(**conditions)
 
     def contents_in(self, folders: Sequence[str]) -> np.ndarray:
-        return columns(self.catalog).contents_in(folders)
+        cols = cached_columns(self.catalog)
+        if cols is None and _first_use(self.catalog):  # the files in those folders' path ranges, nothing more
+            return _contents_in_rows(self.catalog, folders)
+        return (cols or columns(self.catalog)).contents_in(folders)
 
     def place_known(self, place: str) -> bool:
         """Whether any photo here was taken in a place of this name."""
@@ -115,6 +125,53 @@ class PhotoTable:
 # Filters are answered from columns in memory (numpy arrays, ~10 MB per 100k photos), rebuilt when the catalog
 # changed: fetching 50k matching ids row by row from SQLite alone takes longer than the 20 ms a query may take.
 _COLUMNS: weakref.WeakKeyDictionary[Catalog, tuple[tuple[int, int], PhotoColumns]] = weakref.WeakKeyDictionary()
+
+
+_USES: weakref.WeakKeyDictionary[Catalog, int] = weakref.WeakKeyDictionary()
+
+
+# A one-shot command asks an open catalog at most a few filter questions (a date range, then the folders, for the
+# check "no photo matches" and again for the search): those read only what they need. A process that asks more is a
+# server or a script's loop, for which the columns of every photo (built once, kept until a commit) pay.
+ONE_SHOT_QUESTIONS = 4
+
+
+def _first_use(catalog: Catalog) -> bool:
+    """True for the first `ONE_SHOT_QUESTIONS` filter questions asked of this open catalog."""
+    n = _USES.get(catalog, 0)
+    _USES[catalog] = n + 1
+    return n < ONE_SHOT_QUESTIONS
+
+
+def _narrowing(conditions: dict[str, Any]) -> tuple[str, tuple]:
+    """An indexed WHERE that keeps at least every row `matching` could pass (years of the dates, latitudes of the
+    box); empty when no condition has an index."""
+    frm, to, box = conditions.get("taken_from"), conditions.get("taken_to"), conditions.get("box")
+    if frm is not None or to is not None:
+        lo = (frm or "")[:4] if (frm or "")[:4].isdigit() else ""
+        hi = str(int(to[:4]) + 1) if to and to[:4].isdigit() else "\uffff"
+        return "taken_local >= ? AND taken_local < ?", (lo, hi)
+    if box is not None:
+        return "lat BETWEEN ? AND ?", (float(box[0]), float(box[1]))
+    return "", ()
+
+
+def _contents_in_rows(catalog: Catalog, folders: Sequence[str]) -> np.ndarray:
+    """`PhotoColumns.contents_in` from the files table: each folder's path range through the primary key."""
+    picked: set[int] = set()
+    for folder in folders:
+        literal = folder[:min(folder.index(c) for c in GLOB_CHARS if c in folder)] if GLOB_CHARS & set(folder) \
+            else folder
+        rows = catalog.sound("files", catalog.conn.execute(
+            f"SELECT path, content_id, {catalog.ok('files')} FROM files WHERE path >= ? AND path < ? AND "
+            "status='ok' AND content_id IS NOT NULL", (literal, literal + "\U0010ffff")).fetchall())
+        picked.update(int(c) for p, c in rows if in_folder(from_db_path(p), folder))
+    return np.asarray(sorted(picked), dtype=np.int64)
+
+
+def cached_columns(catalog: Catalog) -> PhotoColumns | None:
+    hit = _COLUMNS.get(catalog)
+    return hit[1] if hit is not None and hit[0] == (catalog.data_version(), catalog.conn.total_changes) else None
 
 
 def columns(catalog: Catalog) -> PhotoColumns:
@@ -147,10 +204,12 @@ class PhotoColumns:
     path_ids: np.ndarray
 
     @classmethod
-    def load(cls, catalog: Catalog) -> PhotoColumns:
-        rows = catalog.conn.execute(
+    def load(cls, catalog: Catalog, where: str = "", params: tuple = (), *, paths: bool = True) -> PhotoColumns:
+        """Every photo's columns, or those of the rows `where` picks (without the paths: `paths=False`)."""
+        rows = catalog.sound("photo_info", catalog.conn.execute(
             "SELECT content_id, taken_local, make, model, lat, lon, format, city, county, state, country, "
-            "country_code FROM photo_info ORDER BY content_id").fetchall()
+            f"country_code, {catalog.ok('photo_info')} FROM photo_info {'WHERE ' + where if where else ''} "
+            "ORDER BY content_id", params).fetchall())
         n = len(rows)
         cameras: dict[str, int] = {}
         formats: dict[str | None, int] = {}
@@ -159,8 +218,9 @@ class PhotoColumns:
                               for r in rows), dtype=np.int32, count=n)
         place = np.asarray([[places.setdefault(v.casefold(), len(places)) if v else -1 for v in r[7:12]]
                             for r in rows], dtype=np.int32).reshape(n, 5)
-        files = sorted((from_db_path(p), int(c)) for p, c in catalog.conn.execute(
-            "SELECT path, content_id FROM files WHERE status='ok' AND content_id IS NOT NULL"))
+        files = sorted((from_db_path(p), int(c)) for p, c in catalog.sound("files", catalog.conn.execute(
+            f"SELECT path, content_id, {catalog.ok('files')} FROM files WHERE status='ok' AND content_id IS NOT NULL"
+            ).fetchall())) if paths else []
         return cls(
             ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
             local=np.fromiter((_clock(r[1]) for r in rows), dtype=np.int64, count=n),

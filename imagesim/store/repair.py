@@ -68,7 +68,7 @@ def repair(catalog: Catalog) -> RepairReport:
             _mend_counters(conn)
             catalog.set_meta("schema_version", str(cat.SCHEMA_VERSION))
         conn.execute("PRAGMA foreign_keys=ON")
-        problem = next(iter(catalog.problems(limit=1)), None)
+        problem = next(iter(catalog.verify()), None)  # everything checked again; sound, it records a fresh mark
     except sqlite3.DatabaseError as exc:
         problem = first_line(exc)
     if problem is not None:

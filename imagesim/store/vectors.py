@@ -20,7 +20,7 @@ import numpy as np
 from ..config import EXACT_SEARCH_MAX
 from ..errors import StoreError
 from .graphfile import HEADER as _HEADER
-from .graphfile import SavedVectors
+from .graphfile import SavedVectors, deleted_labels
 
 # From the recall/latency sweep (`python -m bench speed`, docs/speed.md): ef_construction 200 buys no recall over 100
 # on clustered 512-d vectors and halves the build rate; M=16 is the knee (M=24/32 cost 2-3x the build time for
@@ -75,6 +75,9 @@ class VectorIndex:
         self._file: Path | None = None
         self._saved: SavedVectors | None = None
         self._changed = LabelSet()
+        # (vectors rowid, vector deletions count) of the catalog state this graph reflects; set by the Store, which
+        # catches up from there (rows above the rowid) instead of reading every label of the space.
+        self.synced: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.live)
@@ -223,9 +226,8 @@ class VectorIndex:
         ids = vi.index.get_ids_list()
         if int(vi.index.element_count) != state.elements or labels_sum(ids) != state.labels_sum:
             raise StoreError(f"{path.name} does not hold the vectors the catalog recorded (count or checksum differ)")
-        # Which slots were deleted is not in the file: the caller re-marks them from the catalog (Store._sync).
         vi.present = LabelSet(ids)
-        vi.live = LabelSet(ids)
+        vi.live = LabelSet(np.setdiff1d(np.asarray(ids, dtype=np.int64), deleted_labels(path)))
         vi._file = path
         return vi
 
