@@ -137,7 +137,7 @@ def test_chip_descriptor_equals_dlibs_own_alignment(datasets: Path, real_analyze
 
     img = load_image(datasets / "faces-small" / "examples" / "biden.jpg")
     arr = np.asarray(img)
-    [(box, _)] = real_analyzer.detector.face_locations(img)
+    [(box, _, _)] = real_analyzer.detector.face_locations(img)
     predictor, recognizer = real_analyzer.embedder._models()
     rect = dlib.rectangle(*(int(round(v)) for v in box[:2]), int(round(box[2])) - 1, int(round(box[3])) - 1)
     direct = np.asarray(recognizer.compute_face_descriptor(arr, predictor(arr, rect)), dtype=np.float32)
