@@ -211,18 +211,13 @@ def haar_detector() -> Detect | None:
 
 def candidates(with_cnn: bool) -> dict[str, Detect]:
     out: dict[str, Detect] = {
-        "hog before (upright cascade, <=2x up)": imagesim_detector(rotate="never", max_upsample=2.0),
-        "hog, <=3x up": imagesim_detector(rotate="never", max_upsample=3.0),
-        "hog, <=3x up, turned +-30 always, floor 0.1": imagesim_detector(rotate="always", rotations=(-30, 30)),
-        "hog, <=3x up, turned +-30 always, floor 0.2": imagesim_detector(rotate="always", rotations=(-30, 30),
-                                                                        turned_floor=0.2),
-        "hog, <=3x up, turned +-15/+-30 always, floor 0.1": imagesim_detector(rotate="always",
-                                                                              rotations=(-30, -15, 15, 30)),
-        "hog, <=3x up, turned +-30 auto, floor 0.1 (new default)": imagesim_detector(rotate="auto"),
-        "hog, <=3x up, turned +-30 auto, floor 0.1, empty at full size": imagesim_detector(rotate="auto",
-                                                                                          empty_size=1280),
-        "hog, pad 5% reflect": imagesim_detector(rotate="never", pad=0.05),
-        "hog, pad 5% constant": imagesim_detector(rotate="never", pad=0.05, pad_mode="constant"),
+        "hog before (upright cascade, <=2x up)": imagesim_detector(rotate="never", max_upsample=2.0, portrait=0.0),
+        "hog, <=3x up, portrait rule": imagesim_detector(rotate="never"),
+        "hog, <=3x up, portrait rule, pad 5% mirrored": imagesim_detector(rotate="never", pad=0.05),
+        "hog, <=3x up, turned +-30 always (floor 0.1)": imagesim_detector(rotate="always", rotations=(-30, 30)),
+        "hog, <=3x up, turned +-15/+-30 always (floor 0.1)": imagesim_detector(rotate="always",
+                                                                               rotations=(-30, -15, 15, 30)),
+        "hog, <=3x up, portrait rule, turned +-30 auto (floor 0.1): new default": imagesim_detector(),
     }
     haar = haar_detector()
     if haar is not None:

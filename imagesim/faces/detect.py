@@ -27,7 +27,10 @@ MAX_UPSAMPLE = 3.0  # small photos are enlarged at most this much: a 30 px face 
 # dlib's HOG finds faces turned in the image plane up to ~15-20 degrees; faces tilted further are looked for on
 # copies of the photo turned by these angles (degrees, counter-clockwise), at the upright pass's working size.
 ROTATIONS = (-30.0, 30.0)
-ROLL_HINT = 12.0  # a found face tilted at least this much (eye line, from its 5 landmarks) hints at more tilted faces
+ROLL_HINT = 12.0
+# One face at the first look is a portrait (no more passes) only when it is big: a face found there spans >= 1/8 of
+# the long side anyway, and a group photo often shows one such face among smaller ones.
+PORTRAIT = 0.15  # a found face tilted at least this much (eye line, from its 5 landmarks) hints at more tilted faces
 ROTATE_MODES = ("never", "auto", "always")
 # HOG's window must lie inside the image, so a face cut by the frame was missed: each pass pads the photo by this
 # fraction of its long side, mirrored (a face is nearly symmetric, so its mirrored half stands in for the cut part).
@@ -72,7 +75,8 @@ class FaceDetector:
     photos cost no more than small ones, and small photos are upsampled (at most `max_upsample`) so small faces are
     found. HOG looks in up to three upright passes, each only when the one before asks for it: at size/2 (a single
     face found there is a portrait: done), at `size`, and, when `group_pass` or more faces were found (a group), at
-    2x size for the smaller faces behind. `cascade=False` starts at `size`.
+    2x size for the smaller faces behind. `cascade=False` starts at `size`. The first look settles a photo only when
+    its one face is big (PORTRAIT of the long side).
 
     Tilted faces: `rotate="always"` also looks at the photo turned by each of `rotations`; `"auto"` (default) only
     when a pass could find more: no face found upright, or a found face tilted by at least ROLL_HINT degrees (then
@@ -84,6 +88,7 @@ class FaceDetector:
                  cascade: bool = True, rotate: str = "auto", rotations: Sequence[float] = ROTATIONS,
                  max_upsample: float = MAX_UPSAMPLE, pad: float = PAD, pad_mode: str = "reflect",
                  turned_floor: float = TURNED_FLOOR, empty_size: int | None = None,
+                 portrait: float = PORTRAIT,
                  detector: Any = None, predictor: Any = None) -> None:
         if model not in ("hog", "cnn"):
             raise ImagesimError(f"unknown face detector {model!r}: use hog or cnn")
@@ -99,6 +104,7 @@ class FaceDetector:
         self.max_upsample = float(max_upsample)
         self.pad, self.pad_mode = float(pad), pad_mode
         self.turned_floor = float(turned_floor)
+        self.portrait = float(portrait)
         self.empty_size = empty_size or self.size // 2  # turned passes on a photo where no face was found
         self._detector = detector
         self._predictor = predictor
@@ -154,10 +160,10 @@ class FaceDetector:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"detector": self.model, "size": self.size, "upsample": self.upsample,
                                "group_pass": self.group_pass, "cascade": self.cascade}
-        if self.rotate != "never" or self.max_upsample != 2.0 or self.pad:  # settings of before keep their print
+        if self.rotate != "never" or self.max_upsample != 2.0 or self.pad or self.portrait:  # old settings: old print
             out.update({"rotate": self.rotate, "rotations": list(self.rotations), "max_upsample": self.max_upsample,
                         "pad": self.pad, "pad_mode": self.pad_mode, "turned_floor": self.turned_floor,
-                        "empty_size": self.empty_size})
+                        "empty_size": self.empty_size, "portrait": self.portrait})
         return out
 
     def face_locations(self, image: Image.Image) -> list[Detection]:
@@ -169,7 +175,7 @@ class FaceDetector:
         portrait = False
         if self.cascade:
             found = self._run(image, self.size // 2, scales)
-            portrait = len(found) == 1
+            portrait = len(found) == 1 and _side(found[0].box) >= self.portrait * max(image.size)
             if not portrait:
                 found = _merge(found, self._run(image, self.size, scales))
         else:
@@ -265,6 +271,10 @@ def _merge(found: list[Detection], more: list[Detection], overlap: float = 0.3) 
         if all(_iou(d.box, k.box) < overlap for k in kept):
             kept.append(d)
     return kept
+
+
+def _side(box: Sequence[float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1])
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
