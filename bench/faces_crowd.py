@@ -213,11 +213,11 @@ def candidates(with_cnn: bool) -> dict[str, Detect]:
     out: dict[str, Detect] = {
         "hog before (upright cascade, <=2x up)": imagesim_detector(rotate="never", max_upsample=2.0, portrait=0.0),
         "hog, <=3x up, portrait rule": imagesim_detector(rotate="never"),
-        "hog, <=3x up, portrait rule, pad 5% mirrored": imagesim_detector(rotate="never", pad=0.05),
-        "hog, <=3x up, turned +-30 always (floor 0.1)": imagesim_detector(rotate="always", rotations=(-30, 30)),
-        "hog, <=3x up, turned +-15/+-30 always (floor 0.1)": imagesim_detector(rotate="always",
-                                                                               rotations=(-30, -15, 15, 30)),
-        "hog, <=3x up, portrait rule, turned +-30 auto (floor 0.1): new default": imagesim_detector(),
+        "hog, <=3x up, portrait rule, turned +-30 always (floor 0.1)": imagesim_detector(
+            rotate="always", rotations=(-30, 30)),
+        "hog, <=3x up, portrait rule, turned +-15/+-30 always (floor 0.1)": imagesim_detector(
+            rotate="always", rotations=(-30, -15, 15, 30)),
+        "new default: hog, <=3x up, portrait rule, turned +-30 when tilted or empty (floor 0.1)": imagesim_detector(),
     }
     haar = haar_detector()
     if haar is not None:

@@ -108,10 +108,13 @@ def test_turned_passes_run_only_when_they_could_find_more() -> None:
         assert len(hog.calls) == 1 + len(expect), roll  # the portrait pass, then the turns its tilt asks for
         assert detector.turns(img, found, portrait=True) == expect
     group = face_photo([0, 1], size=(400, 300), side=80)
-    hog = FakeHog()
-    detector = FaceDetector(size=SMALL, detector=hog, predictor=TiltedPredictor(0))
-    assert len(detector.face_locations(group)) == 2
-    assert len(hog.calls) == 3 + 2  # a group: 160, 320, 640 px upright, then both turns at 320 px
+    for roll, turns in ((0.0, 0), (15.0, 1)):
+        hog, predictor = FakeHog(), TiltedPredictor(roll)
+        detector = FaceDetector(size=SMALL, detector=hog, predictor=predictor)
+        assert len(detector.face_locations(group)) == 2
+        assert predictor.calls == 2  # the tilt of both faces looked at
+        assert len(hog.calls) == 3 + turns  # a group: 160, 320, 640 px upright, then the turn at 320 px if tilted
+        assert all(320 < max(c) < 420 for c in hog.calls[3:])  # the 320 px photo turned by 30 degrees
     assert detector.turns(group, [], portrait=False) == [(-30.0, 160), (30.0, 160)]
     empty = Image.new("RGB", (400, 300), GREY)
     hog = FakeHog()

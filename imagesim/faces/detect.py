@@ -28,6 +28,7 @@ MAX_UPSAMPLE = 3.0  # small photos are enlarged at most this much: a 30 px face 
 # copies of the photo turned by these angles (degrees, counter-clockwise), at the upright pass's working size.
 ROTATIONS = (-30.0, 30.0)
 ROLL_HINT = 12.0
+ROLL_FACES = 8  # the strongest faces of a photo whose tilt is looked at
 # One face at the first look is a portrait (no more passes) only when it is big: a face found there spans >= 1/8 of
 # the long side anyway, and a group photo often shows one such face among smaller ones.
 PORTRAIT = 0.15  # a found face tilted at least this much (eye line, from its 5 landmarks) hints at more tilted faces
@@ -190,22 +191,21 @@ class FaceDetector:
               ) -> list[tuple[float, int]]:
         """The turned passes (angle, long side in px) worth running after the upright ones found `found`.
 
-        `auto`: a portrait (one face at the first look) only when its face is tilted (then the turns towards its
-        tilt, at the portrait's size); a photo with no face at the first look's size (a tilted face the size of a
-        portrait's); any other photo (groups, small faces) at full size: upright HOG misses small faces tilted by
-        only 10 degrees, and the tilt of the faces it found does not say which it missed (faces-crowd bench)."""
+        `auto`: a photo where no face was found gets both turns at the first look's size (a tilted face as big as a
+        portrait's; cheap); a photo with faces gets the turns towards its faces' tilt only when one of its
+        strongest faces is tilted by ROLL_HINT degrees or more (a whole photo turned shows in the faces HOG still
+        finds), at the portrait's size for a portrait, else at full size."""
         if self.rotate == "never" or not self.rotations:
             return []
         if self.rotate == "always":
             return [(a, self.size) for a in self.rotations]
         if not found:
             return [(a, self.empty_size) for a in self.rotations]
-        if not portrait:
-            return [(a, self.size) for a in self.rotations]
-        roll = self.roll(np.asarray(image.convert("RGB")), found[0].box)
-        if abs(roll) < ROLL_HINT:
-            return []
-        return [(a, self.size // 2) for a in self.rotations if a * roll > 0]
+        arr = np.asarray(image.convert("RGB"))
+        rolls = [self.roll(arr, d.box) for d in found[:ROLL_FACES]]
+        tilted = [r for r in rolls if abs(r) >= ROLL_HINT]
+        size = self.size // 2 if portrait else self.size
+        return [(a, size) for a in self.rotations if any(a * r > 0 for r in tilted)]
 
     def roll(self, arr: np.ndarray, box: Sequence[float]) -> float:
         """How far a face is turned in the image plane (degrees, counter-clockwise turn that makes it upright),
