@@ -18,6 +18,7 @@ import csv
 import hashlib
 import importlib.util
 import itertools
+import os
 import shutil
 import sys
 import tempfile
@@ -192,6 +193,7 @@ def main(argv: list[str]) -> int:
         return 0
     photos = load_labels(folder)
     rounds = args.rounds or (1 if args.quick else 3)
+    load_start = os.getloadavg()[0]
     fr = import_face_recognition()
     from imagesim.faces.analyze import FaceAnalyzer
     from imagesim.faces.detect import FaceDetector
@@ -220,7 +222,7 @@ def main(argv: list[str]) -> int:
             variant_s[name].append(seconds)
             variant_faces[name] = sum(len(f) for f in found_v.values())
     assert ours is not None
-    results: dict[str, Any] = {"photos": len(photos), "rounds": rounds}
+    results: dict[str, Any] = {"photos": len(photos), "rounds": rounds, "load": [load_start, os.getloadavg()[0]]}
     for name, faces, times in (("imagesim", ours, ours_s), ("face_recognition", theirs, theirs_s)):
         if faces is None:
             continue
@@ -268,6 +270,10 @@ def render(r: dict[str, Any]) -> str:
                   f"| default: upright cascade + turned passes when they may find more, 2 threads | "
                   f"{r['imagesim']['photos_per_s']:.2f} | {r['imagesim']['faces']} |"]
         lines += [f"| {name} | {v['photos_per_s']:.2f} | {v['faces']} |" for name, v in r["variants"].items()]
+    if r.get("load"):
+        lines += ["", f"Load average at the start and end of the run: {r['load'][0]:.1f} / {r['load'][1]:.1f} on "
+                  f"{os.cpu_count()} cores (other jobs were running when above ~2): the rates are then low, the "
+                  "ratios come from the same interleaved rounds."]
     lines += ["", "Found per person (imagesim): " + ", ".join(f"{p} {v}" for p, v in r["imagesim"]["found"].items())
               + "."]
     return "\n".join(lines)

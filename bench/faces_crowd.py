@@ -19,6 +19,7 @@ face (nor an ignored one). `dogs.jpg` (no human face) must get none.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -217,7 +218,8 @@ def candidates(with_cnn: bool) -> dict[str, Detect]:
             rotate="always", rotations=(-30, 30)),
         "hog, <=3x up, portrait rule, turned +-15/+-30 always (floor 0.1)": imagesim_detector(
             rotate="always", rotations=(-30, -15, 15, 30)),
-        "new default: hog, <=3x up, portrait rule, turned +-30 when tilted or empty (floor 0.1)": imagesim_detector(),
+        "new default: hog, <=3x up, portrait rule, turned +-30 towards a found face's tilt (floor 0.1)":
+            imagesim_detector(),
     }
     haar = haar_detector()
     if haar is not None:
@@ -269,7 +271,8 @@ def main(argv: list[str]) -> int:
     splits = {name: make_cases(folder, truth, seed, copies) for name, seed in SPLITS.items()}
     with Image.open(folder / "dogs.jpg") as f:
         dogs = Case("dogs.jpg", "dogs", f.convert("RGB"), [])
-    results: dict[str, Any] = {"copies": copies, "match_iou": MATCH_IOU, "faces": sum(len(b) for b in truth.values()),
+    results: dict[str, Any] = {"load": os.getloadavg()[0], "copies": copies, "match_iou": MATCH_IOU,
+                               "faces": sum(len(b) for b in truth.values()),
                                "candidates": {}}
     for name, detect in candidates(args.cnn and not args.quick).items():
         if args.only and args.only not in name:
@@ -311,7 +314,8 @@ def render(r: dict[str, Any]) -> str:
              "frame (recall over the cut faces); `occlude` a third of every face under a flat patch; `small` "
              "median face 26-34 px. A box matches a labelled face at IoU >= 0.3, one to one. "
              "False boxes: unmatched detections, per photo. s/photo: median seconds per photo of the variant "
-             "(500 px photos; the machine was shared with other jobs).", ""]
+             f"(500 px photos; load average {r.get('load', 0):.1f} on {os.cpu_count()} cores at the start: "
+             "other jobs were running when above ~2).", ""]
     for split in SPLITS:
         lines += [f"### {split}", "",
                   "| detector | original | dogs.jpg false | rotate | edge (cut faces) | occlude | small | "

@@ -49,9 +49,11 @@ def tilted_photo(angle: float, size: tuple[int, int] = (400, 300), side: int = 7
 
 def test_a_tilted_face_is_found_now_and_was_missed_before() -> None:
     img, (cx, cy) = tilted_photo(28)
-    assert before(size=SMALL, detector=UprightHog()).face_locations(img) == []
-    [found] = FaceDetector(size=SMALL, detector=UprightHog()).face_locations(img)  # none upright: turned passes
-    assert found.angle == -30.0  # the turn that made it (about) upright
+    img.paste((40, 200, 40), (20, 20, 60, 60))  # an upright face beside it, tilted 28 degrees by its landmarks
+    assert len(before(size=SMALL, detector=UprightHog()).face_locations(img)) == 1
+    upright, found = sorted(FaceDetector(size=SMALL, detector=UprightHog(), predictor=TiltedPredictor(-28)
+                                         ).face_locations(img), key=lambda d: d.box[0])
+    assert upright.angle == 0.0 and found.angle == -30.0  # the turn that made it (about) upright
     left, top, right, bottom = found.box
     assert abs((left + right) / 2 - cx) < 4 and abs((top + bottom) / 2 - cy) < 4  # mapped back onto the photo
     assert 60 < right - left < 90
@@ -115,11 +117,14 @@ def test_turned_passes_run_only_when_they_could_find_more() -> None:
         assert predictor.calls == 2  # the tilt of both faces looked at
         assert len(hog.calls) == 3 + turns  # a group: 160, 320, 640 px upright, then the turn at 320 px if tilted
         assert all(320 < max(c) < 420 for c in hog.calls[3:])  # the 320 px photo turned by 30 degrees
-    assert detector.turns(group, [], portrait=False) == [(-30.0, 160), (30.0, 160)]
+    assert detector.turns(group, [], portrait=False) == []  # nothing found, no tilt to follow
     empty = Image.new("RGB", (400, 300), GREY)
     hog = FakeHog()
     assert FaceDetector(size=SMALL, detector=hog, predictor=TiltedPredictor(0)).face_locations(empty) == []
-    assert len(hog.calls) == 2 + 2  # 160 and 320 px upright found nothing: both turns at 160 px
+    assert len(hog.calls) == 2  # 160 and 320 px upright found nothing: no tilt to follow, no turns by default
+    hog = FakeHog()
+    FaceDetector(size=SMALL, detector=hog, empty_size=160).face_locations(empty)
+    assert len(hog.calls) == 2 + 2  # unless asked: both turns at 160 px
     hog = FakeHog()
     FaceDetector(size=SMALL, detector=hog, rotate="never").face_locations(empty)
     assert len(hog.calls) == 2
