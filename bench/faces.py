@@ -243,8 +243,9 @@ def render(r: dict[str, Any]) -> str:
     names = [n for n in ("imagesim", "face_recognition") if n in r]
     lines = [f"## Faces (faces-small, {r['photos']} distinct photos, median of {r['rounds']} rounds)", "",
              "`python -m bench faces`. imagesim: `index --faces` pipeline (read, hash, JPEG draft decode, HOG at "
-             "640 px, then 1280 px unless one face was found, then 2560 px for groups, then +-30 degree turned "
-             "passes unless the photo is an upright portrait; a batch's photos on 2 threads; 5-point alignment, "
+             "640 px, then 1280 px unless one big face was found, then 2560 px for groups, then a +-30 degree "
+             "turned pass towards the tilt when a found face is tilted 12 degrees or more; a batch's photos on 2 "
+             "threads; 5-point alignment, "
              "batched ResNet descriptors, SQLite commit), no content model. "
              "face_recognition 1.3: `load_image_file` + `face_locations` (HOG, upsample 1) + `face_encodings`.", "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -267,7 +268,7 @@ def render(r: dict[str, Any]) -> str:
     if r.get("variants"):
         lines += ["", "The same run, other settings of imagesim's detector (same photos, same rounds):", "",
                   "| imagesim setting | photos/s | faces found |", "|---|---|---|",
-                  f"| default: upright cascade + turned passes when they may find more, 2 threads | "
+                  f"| default: upright cascade + turned pass when a face is tilted, 2 threads | "
                   f"{r['imagesim']['photos_per_s']:.2f} | {r['imagesim']['faces']} |"]
         lines += [f"| {name} | {v['photos_per_s']:.2f} | {v['faces']} |" for name, v in r["variants"].items()]
     if r.get("load"):
