@@ -32,7 +32,7 @@ def test_models_are_found_without_importing_face_recognition_models() -> None:
 
 
 def test_no_face_in_a_photo_without_one_and_no_embedder_loaded() -> None:
-    analyzer = FaceAnalyzer()  # the real HOG detector
+    analyzer = FaceAnalyzer(FaceDetector(size=640))  # the real HOG detector (small passes: a fast test)
     rng = np.random.default_rng(1)
     noise = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
     assert analyzer.faces([noise, face_photo([])]) == [[], []]
@@ -69,7 +69,7 @@ def test_rotated_exif_boxes_are_in_upright_pixels(orientation: int, rotate: int)
 
 def test_portraits_take_one_pass_groups_three() -> None:
     hog = FakeHog()
-    detector = FaceDetector(size=1280, detector=hog)
+    detector = FaceDetector(size=1280, detector=hog, rotate="never")  # upright passes (turns: test_face_detect)
     assert len(detector.face_locations(face_photo([0], size=(2000, 1500), side=300))) == 1
     assert len(hog.calls) == 1 and max(hog.calls[0]) == 640
     hog.calls.clear()
@@ -137,7 +137,7 @@ def test_chip_descriptor_equals_dlibs_own_alignment(datasets: Path, real_analyze
 
     img = load_image(datasets / "faces-small" / "examples" / "biden.jpg")
     arr = np.asarray(img)
-    [(box, _)] = real_analyzer.detector.face_locations(img)
+    [(box, _, _)] = real_analyzer.detector.face_locations(img)
     predictor, recognizer = real_analyzer.embedder._models()
     rect = dlib.rectangle(*(int(round(v)) for v in box[:2]), int(round(box[2])) - 1, int(round(box[3])) - 1)
     direct = np.asarray(recognizer.compute_face_descriptor(arr, predictor(arr, rect)), dtype=np.float32)

@@ -55,11 +55,15 @@ class FaceEmbedder:
         return {"landmarks": "shape_predictor_5_face_landmarks", "descriptor": "dlib_face_recognition_resnet_model_v1",
                 "chip": CHIP_SIZE, "padding": CHIP_PADDING}
 
-    def chip(self, arr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        """The aligned 150x150 face chip for a box in `arr`'s pixels."""
+    def chip(self, arr: np.ndarray, box: tuple[float, float, float, float], angle: float = 0.0) -> np.ndarray:
+        """The aligned 150x150 face chip for a box in `arr`'s pixels. A face found on a copy of the photo turned by
+        `angle` degrees gets its landmarks on a patch turned the same way (dlib's 5-point model expects upright
+        faces); the chip is aligned by those landmarks, so it comes out upright either way."""
         import dlib
 
         predictor, _ = self._models()
+        if angle:
+            arr, box = _turned_patch(arr, box, angle)
         rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1)
         return dlib.get_face_chip(arr, predictor(arr, rect), size=CHIP_SIZE, padding=CHIP_PADDING)
 
@@ -70,3 +74,19 @@ class FaceEmbedder:
         _, recognizer = self._models()
         out = recognizer.compute_face_descriptor(list(chips))
         return np.asarray([np.asarray(v, dtype=np.float32) for v in out], dtype=np.float32).reshape(len(chips), DIM)
+
+
+def _turned_patch(arr: np.ndarray, box: tuple[float, float, float, float], angle: float
+                  ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A square patch around the box, turned by `angle` degrees counter-clockwise about the box's centre, and the
+    box in the patch's pixels."""
+    from PIL import Image
+
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_w, half_h = (box[2] - box[0]) / 2, (box[3] - box[1]) / 2
+    r = int(np.ceil(1.5 * max(half_w, half_h))) + 2
+    patch = Image.fromarray(np.ascontiguousarray(arr)).crop(
+        (int(round(cx)) - r, int(round(cy)) - r, int(round(cx)) + r, int(round(cy)) + r))
+    turned = np.asarray(patch.rotate(angle, Image.Resampling.BILINEAR))
+    off_x, off_y = cx - (int(round(cx)) - r), cy - (int(round(cy)) - r)
+    return turned, (off_x - half_w, off_y - half_h, off_x + half_w, off_y + half_h)

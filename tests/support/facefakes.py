@@ -77,7 +77,7 @@ class FakeEmbedder(FaceEmbedder):
     def describe(self) -> dict[str, Any]:
         return {"embedder": "fake"}
 
-    def chip(self, arr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    def chip(self, arr: np.ndarray, box: tuple[float, float, float, float], angle: float = 0.0) -> np.ndarray:
         left, top, right, bottom = (int(round(v)) for v in box)
         cx, cy = (left + right) // 2, (top + bottom) // 2
         w, h = max(1, (right - left) // 4), max(1, (bottom - top) // 4)
