@@ -77,7 +77,8 @@ def export_towers(encoder: ClipEncoder, db_folder: str | os.PathLike[str], *, qu
         shutil.rmtree(tmp, ignore_errors=True)
         print(f"imagesim: could not export the model for fast queries ({first_line(exc, 200)}): queries load "
               f"the full model", file=sys.stderr)
-        _unexportable(target, fingerprint, first_line(exc, 200))
+        if not isinstance(exc, ImportError):  # a missing package is this machine's, not the model's: try again later
+            _unexportable(target, fingerprint, first_line(exc, 200))
         return None
     for other in parent.iterdir():  # older models' exports, and temporary folders of runs that died
         if other != target and other.is_dir():

@@ -136,7 +136,10 @@ class _Tower:
         return normalize(out)
 
     def _load(self) -> Any:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise TowersUnusable("onnxruntime is not installed here (pip install onnxruntime)") from None
 
         options = ort.SessionOptions()
         # pre-optimised at export time: only the cheap, portable passes here (a faster start, same arithmetic)
