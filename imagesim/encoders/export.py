@@ -33,6 +33,7 @@ from .towers import FORMAT, MANIFEST, TowersUnusable, crc32_file, export_dir, op
 if TYPE_CHECKING:
     from .clip import ClipEncoder
 
+_TMP_AGE_S = 3600.0  # a temporary export folder this old belongs to a run that died (younger: one still writing)
 MIN_COSINE = 0.9999  # export vs torch, on the sample inputs: below it the export is not kept
 PROBE_TEXTS = ["a red flower", "A photo of TWO dogs on a beach, at sunset!", "", "l'été à Paris — 日本 🌸",
                " ".join(["word"] * 90)]  # the last one longer than any context: truncation
@@ -70,18 +71,25 @@ def export_towers(encoder: ClipEncoder, db_folder: str | os.PathLike[str], *, qu
         return None
     try:
         manifest = _copy(fingerprint, tmp) or _write(encoder, tmp, fingerprint)
-        if target.exists():  # a damaged one: replaced
-            shutil.rmtree(target)
-        os.rename(tmp, target)
     except Exception as exc:  # noqa: BLE001 - exporters fail in many ways; the index itself must not
         shutil.rmtree(tmp, ignore_errors=True)
         print(f"imagesim: could not export the model for fast queries ({first_line(exc, 200)}): queries load "
               f"the full model", file=sys.stderr)
-        if not isinstance(exc, ImportError):  # a missing package is this machine's, not the model's: try again later
+        # a missing package is this machine's, not the model's (try again later); a good export another process
+        # wrote meanwhile stays
+        if not isinstance(exc, ImportError) and not current(db_folder, fingerprint):
             _unexportable(target, fingerprint, first_line(exc, 200))
         return None
-    for other in parent.iterdir():  # older models' exports, and temporary folders of runs that died
-        if other != target and other.is_dir():
+    try:
+        if target.exists():  # a damaged one: replaced
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    except OSError:  # another process renamed its own export there first: keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target if current(db_folder, fingerprint) else None
+    for other in parent.iterdir():  # older models' exports, and temporary folders of runs that died long ago
+        stale_tmp = other.name.startswith(".") and time.time() - other.stat().st_mtime > _TMP_AGE_S
+        if other != target and other.is_dir() and (stale_tmp or not other.name.startswith(".")):
             shutil.rmtree(other, ignore_errors=True)
     _MADE[fingerprint] = target
     if not quiet:

@@ -120,11 +120,14 @@ class Gallery:
 
     def _tower(self, kind: str) -> TextTower | VisualTower | None:
         """The exported `kind` tower ("text", "visual") for a query: that tower alone loads, without torch or
-        open_clip (imagesim.encoders.towers). None when the full model is loaded already, another model was asked
-        for, or the export cannot answer for this index (one line why; the full model then loads and rebuilds it)."""
+        open_clip (imagesim.encoders.towers). None when the full model is loaded already, another model or bf16 was
+        asked for, or the export cannot answer for this index (one line why; the full model then loads and rebuilds
+        it)."""
         if kind in self._towers:
             return self._towers[kind]
-        if self._encoder is not None or self._towers_off or not self._asks_for_own_model():
+        # the export computes in fp32: "auto" leaves the choice to us, an explicit bf16 gets the torch model it asks for
+        if (self._encoder is not None or self._towers_off or not self._asks_for_own_model()
+                or self.settings.precision == "bf16"):
             return None
         with self.store.lock:
             info = self.store.catalog.space(CONTENT)
