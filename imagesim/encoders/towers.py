@@ -142,8 +142,10 @@ class _Tower:
             raise TowersUnusable("onnxruntime is not installed here (pip install onnxruntime)") from None
 
         options = ort.SessionOptions()
-        # pre-optimised at export time: only the cheap, portable passes here (a faster start, same arithmetic)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        # Optimised at export time: no passes here. No pre-packing of the weights either: for a one-shot query it
+        # costs more at load (ViT-B-32's text tower: 0.25 s -> 0.07 s) than it saves on the one run (~0.04 s).
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.add_session_config_entry("session.disable_prepacking", "1")
         if self.threads:
             options.intra_op_num_threads = max(1, int(self.threads))
         options.log_severity_level = 3  # warnings would be lines on the user's terminal
