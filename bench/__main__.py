@@ -10,7 +10,8 @@ import sys
 BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces",
               "style": "bench.style", "duplicates": "bench.duplicates", "speed": "bench.speed",
               "ray": "bench.ray", "filters": "bench.filters", "people": "bench.people",
-              "faces-verify": "bench.faces_verify", "faces-crowd": "bench.faces_crowd"}
+              "faces-verify": "bench.faces_verify", "faces-crowd": "bench.faces_crowd",
+              "startup": "bench.startup"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,6 +137,14 @@ class ClipEncoder(Encoder):
             tmp.unlink(missing_ok=True)
         return target.stat().st_size
 
+    def export_towers(self, db_folder: str | os.PathLike[str], quiet: bool = False, force: bool = False) -> Path | None:
+        """Keep this model's text and visual towers beside the database (DB/towers/FINGERPRINT, ONNX), so a one-shot
+        query loads only the tower it needs, without torch (`towers.py`); None when it cannot (one line said).
+        `force`: write it again even when it looks complete (a query found it damaged)."""
+        from .export import export_towers
+
+        return export_towers(self, db_folder, quiet=quiet, force=force)
+
     def describe(self) -> dict[str, Any]:
         return {
             "encoder": "clip",

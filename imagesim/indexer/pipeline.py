@@ -180,8 +180,18 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         if faces is not None:
             report.faces = faces.found
         store.save()
+        _export_towers(store, encoders)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _export_towers(store: Store, encoders: Sequence[Encoder]) -> None:
+    """The content model, loaded for this run anyway, keeps its towers beside the database (when they are not there
+    already), so a one-shot query loads only the one it needs (imagesim.encoders.towers)."""
+    for enc in encoders:
+        export = getattr(enc, "export_towers", None)
+        if callable(export) and store.catalog.space(enc.space) is not None:
+            export(store.folder)
 
 
 def check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:

@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from PIL import Image
 
 from ..config import ModelSpec, Settings
 from ..encoders import Encoder
+from ..encoders.towers import TextTower, TowersUnusable, VisualTower, open_tower
 from ..errors import WEIGHTS_REMEDY, ImagesimError, ModelMismatch, ModelMissing
 from ..faces.analyze import FaceAnalyzer
 from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search_faces
@@ -62,6 +64,9 @@ class Gallery:
         self._face_analyzer_given = face_analyzer is not None
         self._encoder_checked = False  # against the index's fingerprint, once
         self._face_analyzer = face_analyzer  # else the face models load on the first face query
+        self._towers: dict[str, TextTower | VisualTower] = {}  # exported towers in use, by kind
+        self._towers_off = False  # the export could not answer: the full model from then on
+        self._rebuild_towers = False  # ...and writes a new one once it is loaded
 
     @classmethod
     def open(cls, db: str | os.PathLike[str], *, model: ModelSpec | None = None, encoder: Encoder | None = None,
@@ -103,7 +108,60 @@ class Gallery:
         if not self._encoder_checked:
             self._check_encoder(self._encoder)
             self._encoder_checked = True
+            export = getattr(self._encoder, "export_towers", None)
+            if self._rebuild_towers and callable(export):
+                self._rebuild_towers = False
+                export(self.store.folder, quiet=True, force=True)  # the line that said why has said it
         return self._encoder
+
+    def _asks_for_own_model(self) -> bool:
+        """No model asked for, or the very one the database records."""
+        return self.settings.model is None or self.settings.model == self.model_spec()
+
+    def _tower(self, kind: str) -> TextTower | VisualTower | None:
+        """The exported `kind` tower ("text", "visual") for a query: that tower alone loads, without torch or
+        open_clip (imagesim.encoders.towers). None when the full model is loaded already, another model or bf16 was
+        asked for, or the export cannot answer for this index (one line why; the full model then loads and rebuilds
+        it)."""
+        if kind in self._towers:
+            return self._towers[kind]
+        # the export computes in fp32: "auto" leaves the choice to us, an explicit bf16 gets the torch model it asks for
+        if (self._encoder is not None or self._towers_off or not self._asks_for_own_model()
+                or self.settings.precision == "bf16"):
+            return None
+        with self.store.lock:
+            info = self.store.catalog.space(CONTENT)
+        if info is None:
+            return None
+        try:
+            self._towers[kind] = open_tower(self.store.folder, info.fingerprint, kind,
+                                            threads=self.settings.torch_threads or self.settings.threads)
+        except TowersUnusable as exc:
+            self._tower_failed(exc)
+            return None
+        return self._towers[kind]
+
+    def _tower_failed(self, exc: TowersUnusable) -> None:
+        if exc.notice:
+            print(f"imagesim: {exc}: loading the full model instead, and writing a new export", file=sys.stderr)
+        self._towers_off, self._rebuild_towers = True, exc.notice
+        self._towers.clear()
+
+    def _embed(self, kind: str, inputs: list[Any]) -> np.ndarray:
+        """Content vectors of texts (`kind` "text") or images ("visual"): by the exported tower when it can answer,
+        else by the full model (a tower that finds itself damaged answers nothing: the model answers instead)."""
+        tower = self._tower(kind)
+        if tower is not None:
+            try:
+                return tower.embed_texts(inputs) if isinstance(tower, TextTower) else tower.embed_images(inputs)
+            except TowersUnusable as exc:
+                self._tower_failed(exc)
+        encoder = self.encoder
+        if kind == "visual":
+            return encoder.embed_images(inputs)
+        if not hasattr(encoder, "embed_texts"):
+            raise ImagesimError("this model has no text tower")
+        return encoder.embed_texts(inputs)
 
     def _model_name(self, recorded: str | None) -> str | None:
         """The content model as a person knows it: a config file by its file name, not by its content hash."""
@@ -145,14 +203,15 @@ class Gallery:
         self._need_content()
         stored = self.store.stored_vector(query, CONTENT) if isinstance(query, (str, os.PathLike)) else None
         if stored is not None:
-            if self.settings.model is not None:
+            if not self._asks_for_own_model():
                 _ = self.encoder  # a model asked for explicitly must match the index, stored vector or not
             return stored
         if isinstance(query, Image.Image):
             img = query
         else:  # before the model loads its input size is unknown: no JPEG draft then, a full decode
-            img = load_image(query, draft_size=self._encoder.input_size if self._encoder is not None else None)
-        return self.encoder.embed_images([img])[0]
+            loaded = self._encoder or self._tower("visual")
+            img = load_image(query, draft_size=getattr(loaded, "input_size", None))
+        return self._embed("visual", [img])[0]
 
     @_catalog_errors
     def select(self, filters: Filters | None) -> Selection | None:
@@ -215,10 +274,7 @@ class Gallery:
         if not text.strip():
             raise ImagesimError("the text query is empty")
         self._need_content()
-        encoder = self.encoder
-        if not hasattr(encoder, "embed_texts"):
-            raise ImagesimError("this model has no text tower")
-        return encoder.embed_texts([text])[0]
+        return self._embed("text", [text])[0]
 
     @_catalog_errors
     def search_text(self, text: str, k: int = 10, *, filters: Filters | None = None, offset: int = 0,
