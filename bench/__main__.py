@@ -8,7 +8,8 @@ import sys
 
 # name -> module in bench/ with a `main(argv) -> int`; each writes its own section.
 BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces",
-              "style": "bench.style", "duplicates": "bench.duplicates", "speed": "bench.speed",
+              "style": "bench.style", "duplicates": "bench.duplicates",
+              "duplicates-scale": "bench.duplicates_scale", "speed": "bench.speed",
               "ray": "bench.ray", "filters": "bench.filters", "people": "bench.people",
               "faces-verify": "bench.faces_verify", "faces-crowd": "bench.faces_crowd",
               "startup": "bench.startup"}

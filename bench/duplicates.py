@@ -21,6 +21,7 @@ from bench.report import write_section
 from tests.support.edits import ALL_FAMILIES
 
 SIDE = 512
+THREADS = 2  # the gallery pass's threads (the machine has 2 cores)
 PHASH_MAX = 10
 SPLITS = {"tuning": 1, "held-out": 2}  # split -> seed; photos: even / odd positions of a shuffled list
 # flowers17 pairs that are the same shot (re-cropped, bordered or colour-corrected) though not pixel copies, found
@@ -84,23 +85,28 @@ def sift_same_shot(a: Image.Image, b: Image.Image, min_inliers: int = 30) -> boo
     return mask is not None and int(mask.sum()) >= min_inliers
 
 
-def _query_ms(queries: list[Image.Image], index: object, paths: list) -> float:
-    """Median time of the work `imagesim duplicates IMAGE` does for one photo, candidates decoded from their files."""
-    from imagesim.encoders.dup import mirrored, region_codes
-    from imagesim.encoders.keypoints import align, features
+def _query_ms(queries: list[Image.Image], index: object, paths: list, images: list[Image.Image]) -> float:
+    """Median time of the work `imagesim duplicates IMAGE` does for one photo (`find_in_gallery`'s steps): codes,
+    k-NN, sketches of the candidates (decoded from their files, small), the full check of those that pass."""
+    from imagesim.encoders.dup import region_codes
+    from imagesim.encoders.keypoints import align
     from imagesim.images import load_image
-    from imagesim.search.duplicates import CANDIDATES, PARTS
+    from imagesim.search.duplicates import Verifier, candidate_pairs, verdict
+
+    def load(c: int, side: int) -> Image.Image:
+        return load_image(paths[c], draft_size=side) if c < len(paths) else images[c]
 
     times = []
     for q in queries:
         t = time.perf_counter()
         codes = region_codes(q)
-        labels, _ = index.search(np.concatenate([codes, mirrored(codes)]), 16)  # type: ignore[attr-defined]
-        chosen = list(dict.fromkeys((labels.ravel() // PARTS).tolist()))[:CANDIDATES]
-        qf = features(q)
-        for c in chosen:
-            if c < len(paths):
-                align(qf, features(load_image(paths[c], draft_size=512)))
+        found = candidate_pairs(np.array([-1]), codes[None], index.search)  # type: ignore[attr-defined]
+        chosen = [b for (_, b), _ in sorted(found.items(), key=lambda kv: -kv[1][0])]
+        verifier = Verifier(lambda c, q=q: q if c == -1 else load(c, 512),
+                            lambda c, q=q: q if c == -1 else load(c, 256), threads=THREADS)
+        passed = verifier.gate([(-1, c) for c in chosen])
+        for _, c in passed:
+            verdict(align(verifier.features(-1), verifier.features(c)))  # type: ignore[arg-type]
         times.append(time.perf_counter() - t)
     return 1000 * float(np.median(times))
 
@@ -109,15 +115,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench duplicates")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--per-family", type=int, default=None, help="edited copies per family and split "
-                                                                     "(default 40; --quick 12)")
+                                                                     "(default 100; --quick 12)")
     args = parser.parse_args(argv)
-    per = args.per_family or (12 if args.quick else 40)
+    per = args.per_family or (12 if args.quick else 100)
 
     from bench.dup_v3 import DupEncoder as V3
     from bench.dup_v3 import is_duplicate as v3_duplicate
     from imagesim.encoders.dup import PART, DupEncoder, split_parts
-    from imagesim.encoders.keypoints import features
-    from imagesim.search.duplicates import PARTS, Verifier, candidate_pairs, verified_groups
+    from imagesim.encoders.keypoints import features, sketch_inliers
+    from imagesim.search.duplicates import GATE_INLIERS, KNN_EF, PARTS, Verifier, candidate_pairs, verified_groups
     from imagesim.store.vectors import VectorIndex
 
     paths = flower_photos()
@@ -152,16 +158,21 @@ def main(argv: list[str]) -> int:
     index.add(np.arange(n * PARTS, dtype=np.int64), split_parts(rows))
     ids = np.arange(n, dtype=np.int64)
     t = time.perf_counter()
-    pairs = candidate_pairs(ids, rows.reshape(n, PARTS, PART), index.search)
+    pairs = candidate_pairs(ids, rows.reshape(n, PARTS, PART),
+                            lambda q, k: index.search(q, k, ef=KNN_EF, threads=THREADS))
     knn_ms = 1000 * (time.perf_counter() - t) / n
-    verifier = Verifier(lambda i: images[i])
+    verifier = Verifier(lambda i: images[i], threads=THREADS)
     t = time.perf_counter()
     found = verified_groups(pairs, verifier)
     verify_s = time.perf_counter() - t
+    sketch_only = Verifier(lambda i: images[i])  # the sketch's cost alone, one thread (what indexing would pay)
+    t = time.perf_counter()
+    sketch_only.gate([(i, i + 1) for i in range(0, 200, 2)])
+    sketch_ms = 1000 * (time.perf_counter() - t) / 200
     t = time.perf_counter()
     for im in images[:100]:
         features(im)
-    feat_ms = 1000 * (time.perf_counter() - t) / 100
+    features_ms = 1000 * (time.perf_counter() - t) / 100
     group_of = {x: gi for gi, g in enumerate(found["copies"]) for x in g}
 
     def with_original(i: int) -> bool:
@@ -215,14 +226,17 @@ def main(argv: list[str]) -> int:
     for i in range(len(originals), n):
         if not with_original(i):
             key = (min(i, source[i]), max(i, source[i]))
+            sk = verifier.sketches.get(key[0]), verifier.sketches.get(key[1])
+            gate = sketch_inliers(*sk) if key in pairs and sk[0] is not None and sk[1] is not None else 0
             al = verifier.align(source[i], i) if key in pairs else None
-            seen = f"candidate, {al.inliers} inliers, agreement {al.agreement:.2f}" if al else (
+            seen = f"candidate, {gate} sketch inliers, {al.inliers} inliers, agreement {al.agreement:.2f}" if al else (
                 "candidate, no alignment" if key in pairs else "not a candidate")
             missed.append(f"{family[i]}:{paths[source[i]].parent.name}/{paths[source[i]].name} ({seen})")
     among_originals = [g for g in found["copies"] if all(x < len(originals) for x in g)]
     pass_ms = knn_ms + 1000 * verify_s / n
     est_100k_min = pass_ms * 100_000 / 1000 / 60
-    query_ms = _query_ms(images[len(originals):len(originals) + 20], index, paths)
+    GATE = GATE_INLIERS
+    query_ms = _query_ms(images[len(originals):len(originals) + 40:2], index, paths, images)
     all_row = " | ".join(f"**{overall[sp]['ours']:.3f}** | {overall[sp]['v3']:.3f} | {overall[sp]['phash']:.3f}"
                          for sp in SPLITS)
     share = f"{wrong_sift / max(total, 1):.2%}"
@@ -231,9 +245,9 @@ def main(argv: list[str]) -> int:
 `python -m bench duplicates{' --quick' if args.quick else ''}`: {len(ALL_FAMILIES)} edit families
 (`tests/support/edits.py`, random parameters), {per} copies per family and split; tuning and held-out splits use
 different photos and seeds. Ours: is the copy in one *copies* group with its original after the whole-gallery pass
-(k-NN over region codes, at most 6 verified candidates per photo, ORB + RANSAC, pixel agreement), every photo of
-the gallery (all 1360 originals as distractors) in the same pass. v3 (the descriptor before this change) and pHash
-(Hamming <= {PHASH_MAX}) are given each copy and its original as a pair.
+(k-NN over region codes, at most 10 candidates per photo, a sketch check, then ORB + RANSAC and pixel agreement),
+every photo of the gallery (all 1360 originals as distractors) in the same pass. v3 (the descriptor before this
+change) and pHash (Hamming <= {PHASH_MAX}) are given each copy and its original as a pair.
 
 | family | tuning: ours | v3 | pHash | held-out: ours | v3 | pHash |
 |---|---|---|---|---|---|---|
@@ -249,21 +263,24 @@ independent SIFT + homography check, >= 30 inliers, confirms; by eye, e.g. daisy
 similar-shot groups: {len(found['similar'])}. The remaining wrong pairs and the missed copies are listed in
 `docs/bench/duplicates.json`.
 
-Cost (measured with other jobs running on the 2 cores): region codes {codes_ms:.1f} ms per photo (the indexing
-cost the dup space adds; the content space costs ~24 ms per photo, `bench speed`); ORB features {feat_ms:.1f} ms
-per photo (computed at verification, not stored: see docs/duplicates.md); k-NN candidates {knn_ms:.2f} ms per
-photo; verification {1000 * verify_s / n:.1f} ms per photo ({verifier.checked} pairs aligned,
-{verifier.checked / n:.1f} per photo, features included). Whole-gallery pass {pass_ms:.1f} ms per photo with
-pixels in memory. Bounded per photo (k-NN + at most 6 verifications), so 100k photos would take about
-{est_100k_min:.0f} min on one core plus decoding (an estimate from this per-photo cost, not a run at 100k).
-One photo against the gallery (`imagesim duplicates IMAGE`: codes, k-NN, decode and verify up to 6 candidates):
-median {query_ms:.0f} ms.
+Cost (measured with other jobs running on the 2 cores, {THREADS} threads): region codes {codes_ms:.1f} ms per photo (the
+indexing cost the dup space adds; the content space costs ~24 ms per photo, `bench speed`); k-NN candidates
+{knn_ms:.2f} ms per photo ({len(pairs)} pairs, {len(pairs) / n:.1f} per photo). Verification {1000 * verify_s / n:.1f}
+ms per photo: every candidate pair gets the sketch check first ({verifier.sketched} pairs; a sketch costs
+{sketch_ms:.1f} ms per photo on one thread, decoded pixels given), and only the {verifier.checked} pairs that share
+>= {GATE} consistent sketch keypoints (or have too few to say) get the full ORB + RANSAC check, which computes the
+features of {len(verifier.feats)} of the {n} photos ({features_ms:.1f} ms each). Whole-gallery pass {pass_ms:.1f} ms
+per photo with pixels in memory (no decoding: the sketches' small decodes come on top in a real gallery). One photo
+against the gallery (`imagesim duplicates IMAGE`'s work: codes, k-NN, sketches of the candidates decoded from their
+files, full check of those that pass): median {query_ms:.0f} ms.
 """
     write_section("duplicates", md, {"per_family": per_family, "overall": overall, "weakest": worst,
                                      "wrong_pairs": wrong, "pairs": total, "wrong_pairs_by_eye": wrong_eye,
                                      "wrong_pairs_sift": wrong_sift, "wrong_list": wrong_list, "missed": missed,
                                      "query_ms": query_ms,
-                                     "codes_ms": codes_ms, "features_ms": feat_ms, "knn_ms": knn_ms,
+                                     "codes_ms": codes_ms, "features_ms": features_ms, "knn_ms": knn_ms,
+                                     "sketch_ms": sketch_ms, "sketched_pairs": verifier.sketched,
+                                     "candidate_pairs": len(pairs), "featured_photos": len(verifier.feats),
                                      "verify_ms": 1000 * verify_s / n, "aligned_pairs": verifier.checked,
                                      "est_100k_min": est_100k_min, "seconds": time.perf_counter() - t0,
                                      "quick": args.quick})

@@ -94,18 +94,18 @@ def features(img: Image.Image) -> Features:
     return Features(w, h, pts, desc, grey, thumb, small.size, trim, detail)
 
 
-def _detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _detect(g: np.ndarray, wanted: int = ORB_FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints (x, y) and descriptors: the strongest corners per cell of a 4x4 grid, so a watermark's or
     caption's sharp letters cannot take every keypoint, and a soft photo keeps some of its own."""
     import cv2
 
-    orb = cv2.ORB_create(nfeatures=4 * ORB_FEATURES, fastThreshold=8, edgeThreshold=15)  # type: ignore[attr-defined]
+    orb = cv2.ORB_create(nfeatures=4 * wanted, fastThreshold=8, edgeThreshold=15)  # type: ignore[attr-defined]
     found = orb.detect(g, None)
     hh, ww = g.shape
     cells: dict[tuple[int, int], list] = {}
     for k in found:
         cells.setdefault((int(4 * k.pt[0] / ww), int(4 * k.pt[1] / hh)), []).append(k)
-    per = ORB_FEATURES // 16
+    per = max(1, wanted // 16)
     chosen = [k for ks in cells.values() for k in sorted(ks, key=lambda k: -k.response)[:per]]
     kps, desc = orb.compute(g, chosen)
     if desc is None:
@@ -236,3 +236,78 @@ def _compare(a: Features, b: Features, matrix: np.ndarray, mirror: bool, inliers
     sharp = (b.detail + 1e-3) / (a.detail + 1e-3)
     return Alignment(matrix, mirror, inliers, agreement if np.isfinite(agreement) else 0.0, covered, overlay, tone,
                      sharp)
+
+
+# ---- the sketch: a cheap first check before the full alignment -----------------------------------------------------
+
+SKETCH_SIDE = 256  # the sketch's keypoints are found on the trimmed photo at this longer side
+SKETCH_FEATURES = 256  # plain keypoints; the mirrored image keeps half as many (mirrored copies are rarer)
+SKETCH_RATIO = 0.8
+SKETCH_RANSAC_PX = 4.0
+SKETCH_FEW = 30  # a sketch with fewer keypoints says nothing: the pair goes to the full check
+
+
+@dataclass
+class Sketch:
+    """A photo's cheap verification data: ORB keypoints of its trimmed frame at SKETCH_SIDE, plain and mirrored
+    (about 13 KB). Two different photos share almost no keypoints that one similarity transform explains; every
+    edited copy in the benchmark shares 20 or more (bench/duplicates.py)."""
+
+    width: int  # the photo's own size
+    height: int
+    pts: np.ndarray  # (n, 2) float32, in the sketch frame
+    desc: np.ndarray  # (n, 32) uint8
+    mpts: np.ndarray  # the mirrored frame's keypoints
+    mdesc: np.ndarray
+
+    @property
+    def telling(self) -> bool:
+        """Whether the sketch has enough keypoints for its check to mean anything (a thumbnail or flat art has not)."""
+        return len(self.pts) >= SKETCH_FEW and max(self.width, self.height) >= SMALL
+
+
+def sketch(img: Image.Image) -> Sketch:
+    """The sketch of a photo (decoded at any size from SKETCH_SIDE up: a JPEG draft decode is enough)."""
+    img = img if img.mode == "RGB" else img.convert("RGB")
+    w, h = img.size
+    factor = min(img.size) // SKETCH_SIDE
+    small = img.reduce(factor) if factor > 1 else img
+    left, top, right, bottom = trim_box(small)
+    if right - left >= 16 and bottom - top >= 16:
+        small = small.crop((left, top, right, bottom))
+    f = SKETCH_SIDE / max(small.size)
+    if f < 1:
+        small = small.resize((max(8, round(small.width * f)), max(8, round(small.height * f))),
+                             Image.Resampling.BILINEAR)
+    grey = np.ascontiguousarray(np.asarray(small.convert("L"), dtype=np.uint8))
+    pts, desc = _detect(grey, SKETCH_FEATURES)
+    mpts, mdesc = _detect(np.ascontiguousarray(grey[:, ::-1]), SKETCH_FEATURES // 2)
+    return Sketch(w, h, pts, desc, mpts, mdesc)
+
+
+def sketch_inliers(a: Sketch, b: Sketch) -> int:
+    """Keypoints of `a` that one similarity transform puts on matching keypoints of `b`, plain or mirrored (the
+    better of the two)."""
+    return max(_inliers(a.pts, a.desc, b.pts, b.desc), _inliers(a.pts, a.desc, b.mpts, b.mdesc))
+
+
+def _inliers(pa: np.ndarray, da: np.ndarray, pb: np.ndarray, db: np.ndarray) -> int:
+    import cv2
+
+    if len(da) < 2 or len(db) < 2:
+        return 0
+    dist, nearest = cv2.batchDistance(da, db, -1, normType=cv2.NORM_HAMMING, K=2)
+    good = np.flatnonzero(dist[:, 0] < SKETCH_RATIO * dist[:, 1])
+    if len(good) < MIN_MATCHES:
+        return 0
+    # one keypoint of b taken by many of a (a star field, flat art) proves nothing: each counts once
+    targets = nearest[good, 0]
+    good = good[np.unique(targets, return_index=True)[1]]
+    if len(good) < MIN_MATCHES:
+        return 0
+    cv2.setRNGSeed(0)
+    matrix, mask = cv2.estimateAffinePartial2D(pa[good], pb[nearest[good, 0]], method=cv2.RANSAC,
+                                               ransacReprojThreshold=SKETCH_RANSAC_PX, maxIters=500, confidence=0.99)
+    if matrix is None or not 0.1 < float(np.hypot(matrix[0, 0], matrix[1, 0])) < 10:
+        return 0
+    return int(mask.sum())
