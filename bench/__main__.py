@@ -9,7 +9,8 @@ import sys
 # name -> module in bench/ with a `main(argv) -> int`; each writes its own section.
 BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces": "bench.faces",
               "style": "bench.style", "duplicates": "bench.duplicates", "speed": "bench.speed",
-              "ray": "bench.ray", "filters": "bench.filters", "people": "bench.people"}
+              "ray": "bench.ray", "filters": "bench.filters", "people": "bench.people",
+              "scale": "bench.scale"}
 
 
 def main(argv: list[str] | None = None) -> int:
