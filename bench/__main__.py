@@ -12,7 +12,7 @@ BENCHMARKS = {"core": "bench.core", "reliability": "bench.reliability", "faces":
               "duplicates-scale": "bench.duplicates_scale", "speed": "bench.speed",
               "ray": "bench.ray", "filters": "bench.filters", "people": "bench.people",
               "faces-verify": "bench.faces_verify", "faces-crowd": "bench.faces_crowd",
-              "startup": "bench.startup"}
+              "startup": "bench.startup", "scale": "bench.scale"}
 
 
 def main(argv: list[str] | None = None) -> int:
