@@ -115,6 +115,8 @@ def candidate_pairs(ids: np.ndarray, codes: np.ndarray,
         sims = scores.reshape(2, n, PARTS * k).ravel().astype(np.float64)
         keep = (other != own[photo]) & (labels.reshape(2, n, PARTS * k).ravel() >= 0)
         photo, flip, other, sims = photo[keep], flip[keep], other[keep], sims[keep]
+        if not len(photo):  # no other photo among the hits (a filter left one photo, or none near)
+            continue
         # the three best hits per (photo, orientation, other): sort by group, then by similarity, best first
         order = np.lexsort((-sims, other, flip, photo))
         photo, flip, other, sims = photo[order], flip[order], other[order], sims[order]
