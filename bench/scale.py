@@ -461,14 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale")
     parser.add_argument("--quick", action="store_true", help="2k and 20k photos only")
     parser.add_argument("--sizes", default="2000,20000,100000", help="comma-separated gallery sizes")
-    parser.add_argument("--recluster", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--update-people", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--encode", nargs=3, help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args(argv)
-    if args.recluster:  # what an older run of this bench asks its child for
-        from bench.people import _recluster
-
-        return _recluster(args.recluster)
     if args.encode:
         return _encode(*args.encode)
     if args.update_people:
