@@ -42,6 +42,23 @@ def test_region_codes_are_unit_and_mirror_is_computed_from_the_vector() -> None:
     assert float(mirrored(parts[0, 0]) @ flipped) > 0.98 > float(parts[0, 0] @ flipped)
 
 
+def test_region_codes_equal_scipys_ranks_and_dct() -> None:
+    """The numpy ranks and DCT (one-shot queries skip importing scipy) are scipy's rankdata and dctn, ties too."""
+    from scipy.fft import dctn
+    from scipy.stats import rankdata
+
+    from imagesim.encoders import dup
+
+    rng = np.random.default_rng(3)
+    for levels in (4, 256):  # many ties, few ties
+        cells = rng.integers(0, levels, (len(REGIONS), dup.GRID, dup.GRID)).astype(np.float32)
+        n = dup.GRID * dup.GRID
+        ref = rankdata(cells.reshape(len(cells), n), method="average", axis=1).reshape(cells.shape) / n - 0.5
+        assert np.abs(dup._equalise(cells) - ref).max() < 1e-6
+        want = dctn(ref, norm="ortho", axes=(1, 2))[:, :dup.LOW, :dup.LOW]
+        assert np.abs(dup._DCT @ ref @ dup._DCT.T - want).max() < 1e-9
+
+
 def test_borders_of_any_colour_are_trimmed() -> None:
     img = sample("astronaut.jpg").resize((200, 150))
     for colour in ((0, 0, 0), (255, 255, 255), (200, 30, 90)):

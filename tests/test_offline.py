@@ -194,3 +194,50 @@ def test_a_run_without_weights_keeps_the_databases_model(tmp_path: Path, tiny_sp
     assert report.updated == 1 and [e.calls for e in spied["clip"]] == [1]
     with Gallery.open(db) as g:
         assert g.search(new, k=1)[0].path == str(new)
+
+
+def test_an_unchanged_tree_builds_no_model_and_reads_no_graph(tmp_path: Path, tiny_spec: ModelSpec,
+                                                               spied: dict[str, list[Counting]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imagesim index` over a tree where nothing changed is the scan alone; the first photo that needs a vector
+    builds the recorded model, and weights changed in place under the same file name are refused before they embed."""
+    import shutil
+
+    import torch
+
+    from imagesim.errors import ModelMismatch
+    from imagesim.store.vectors import VectorIndex
+
+    weights = tmp_path / "mine.pt"
+    shutil.copy(tiny_spec.weights or "", weights)
+    spec = ModelSpec(tiny_spec.name, None, str(weights))
+    pics = tmp_path / "pics"
+    write_gallery(pics, 3)
+    db = tmp_path / "db"
+    run_index(Settings.for_db(db, model=spec), [pics], progress=False)
+    assert [e.calls for e in spied["clip"]] == [3]
+    loads: list[str] = []
+    real_load = VectorIndex.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(VectorIndex, "load", classmethod(lambda cls, folder, state, *a, **k: (
+        loads.append(state.space), real_load(cls, folder, state, *a, **k))[1]))
+
+    spied.clear()
+    for model in (None, spec):  # the recorded model, by default or asked for by name
+        report = run_index(Settings.for_db(db, model=model), [pics], progress=False)
+        assert report.unchanged == 3 and report.added == 0
+    assert spied.get("clip", []) == [] and loads == []
+
+    new = write_photo(pics / "new.jpg", 40)
+    report = run_index(Settings.for_db(db), [pics], progress=False)
+    assert report.added == 1 and [e.calls for e in spied["clip"]] == [1]
+    assert sorted(loads) == ["content", "dup", "style"]
+    with Gallery.open(db) as g:
+        assert g.search(new, k=1)[0].path == str(new)
+
+    state = torch.load(weights, weights_only=True)  # other weights, written over the same file
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, weights)
+    write_photo(pics / "newer.jpg", 41)
+    with pytest.raises(ModelMismatch, match="--rebuild"):
+        run_index(Settings.for_db(db), [pics], progress=False)
+    with Gallery.open(db) as g:
+        assert g.status()["photos"] == 4  # nothing embedded by the changed model

@@ -111,6 +111,7 @@ class ClipEncoder(Encoder):
         self.model_name = model_name
         self.config_sha = config_sha
         self.weights_sha = _sha256_file(checkpoint) if self.spec.weights and checkpoint else None
+        self.checkpoint = checkpoint  # the weights file read (None: random weights from a config)
         size = model.visual.image_size
         self.input_size = int(max(size) if isinstance(size, (tuple, list)) else size)
         model.to(self.device)

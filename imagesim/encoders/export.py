@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..errors import first_line
-from .towers import FORMAT, MANIFEST, TowersUnusable, crc32_file, export_dir, open_tower_at, read_manifest
+from .towers import FORMAT, MANIFEST, TowersUnusable, crc32_file, current, export_dir, open_tower_at, read_manifest
 
 if TYPE_CHECKING:
     from .clip import ClipEncoder
@@ -37,15 +37,6 @@ _TMP_AGE_S = 3600.0  # a temporary export folder this old belongs to a run that 
 MIN_COSINE = 0.9999  # export vs torch, on the sample inputs: below it the export is not kept
 PROBE_TEXTS = ["a red flower", "A photo of TWO dogs on a beach, at sunset!", "", "l'été à Paris — 日本 🌸",
                " ".join(["word"] * 90)]  # the last one longer than any context: truncation
-
-
-def current(db_folder: str | os.PathLike[str], fingerprint: str) -> bool:
-    """Whether a complete export for `fingerprint` is there (sizes checked, not checksums: cheap)."""
-    try:
-        read_manifest(export_dir(db_folder, fingerprint), fingerprint)
-        return True
-    except TowersUnusable:
-        return False
 
 
 def export_towers(encoder: ClipEncoder, db_folder: str | os.PathLike[str], *, quiet: bool = False,

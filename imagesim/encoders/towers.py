@@ -55,6 +55,15 @@ def crc32_file(path: Path) -> int:
     return crc
 
 
+def current(db_folder: str | os.PathLike[str], fingerprint: str) -> bool:
+    """Whether a complete export for `fingerprint` is there (sizes checked, not checksums: cheap)."""
+    try:
+        read_manifest(export_dir(db_folder, fingerprint), fingerprint)
+        return True
+    except TowersUnusable:
+        return False
+
+
 class _Checksums(threading.Thread):
     """Each file's CRC-32 against the manifest's, in the background; `result()` waits and names a bad file."""
 

@@ -37,8 +37,7 @@ class FaceStage:
         if info is not None and info.fingerprint != fingerprint:  # other detector/models: detect everything anew
             with catalog.transaction():
                 FaceCatalog(catalog).forget_detections()
-        store.ensure_space(FACES, fingerprint, self.analyzer.describe(), DIM, rebuild=True)
-        store.index(FACES)
+        store.ensure_space(FACES, fingerprint, self.analyzer.describe(), DIM, rebuild=True)  # graph: loaded on use
         return FaceCatalog(catalog).unscanned_contents()
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Face]]:

@@ -48,8 +48,9 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
 
             encoders = [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
             try:
-                encoders.insert(0, content_encoder or create_encoder(
-                    "clip", spec=spec, precision=settings.precision, torch_threads=settings.torch_threads))
+                encoders.insert(0, content_encoder or _deferred_content(store, spec, settings, rebuild) or
+                                create_encoder("clip", spec=spec, precision=settings.precision,
+                                               torch_threads=settings.torch_threads))
             except WeightsUnavailable as exc:
                 if rebuild:  # re-embedding everything needs the model itself
                     raise
@@ -86,6 +87,9 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         with store.catalog.transaction():
             if record:
                 store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
+            source = _checkpoint(encoders)
+            if record and source is not None:
+                store.catalog.set_meta(CHECKPOINT_META_KEY, source)
             store.catalog.set_meta("last_indexed", str(time.time()))
         # Check what this run wrote (bounded by its work) and move the verified mark over it, so later opens check
         # only what comes after; a full verification too once the catalog grew by a tenth since the last one.
@@ -95,3 +99,39 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
         return report
     finally:
         store.close()
+
+
+# The weights file the content model was last built from: while it is there, a run asking for the recorded model
+# need not build it until a photo needs a vector (`_deferred_content`).
+CHECKPOINT_META_KEY = "model_checkpoint"
+
+
+def _deferred_content(store: Store, spec: ModelSpec, settings: Settings, rebuild: bool) -> Encoder | None:
+    """The recorded content model, built only when a photo needs it (an unchanged tree then never imports torch):
+    when `spec` is the model the database records, its content space exists, and the weights file it was built
+    from is still there (otherwise the model is built now, so missing weights are known before the scan)."""
+    recorded = store.catalog.meta(MODEL_META_KEY)
+    info = store.catalog.space("content")
+    if rebuild or recorded is None or info is None or ModelSpec(**json.loads(recorded)) != spec:
+        return None
+    if spec.weights or spec.pretrained:
+        source = store.catalog.meta(CHECKPOINT_META_KEY)
+        if not source or not os.path.isfile(source):
+            return None
+    from ..encoders import create_encoder
+    from ..encoders.deferred import Deferred
+
+    def build() -> Encoder:
+        return create_encoder("clip", spec=spec, precision=settings.precision, torch_threads=settings.torch_threads)
+
+    return Deferred("content", info.dim, info.fingerprint, info.description, build)
+
+
+def _checkpoint(encoders: Sequence[Encoder]) -> str | None:
+    """The weights file the (built) content model read, if any."""
+    for enc in encoders:
+        if enc.space == "content" and getattr(enc, "built", True):
+            source = getattr(enc, "checkpoint", None)
+            return source if isinstance(source, str) else None
+    return None
+

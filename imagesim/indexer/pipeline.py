@@ -124,7 +124,6 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         for enc in encoders:
             store.ensure_space(enc.space, enc.fingerprint(), enc.describe(), enc.dim // enc.parts,
                                rebuild=rebuild or enc.space in WEIGHT_FREE)  # cheap: a new version re-embeds
-            store.index(enc.space)  # load (or build) the graph before this run commits anything new
         catalog = store.catalog
         with catalog.transaction():
             catalog.add_roots(root_paths)
@@ -164,9 +163,14 @@ def index_gallery(store: Store, roots: Sequence[str | os.PathLike[str]], encoder
         gone = [p for p in known if p not in seen]
         gone_contents = {known[p].content_id for p in gone if known[p].status == "ok"}
 
-        _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size,
-                  default_threads() if threads is None else threads, commit_every_s,
-                  progress, faces, needs_faces, remote, info_missing).run(todo)
+        if todo or gone:
+            # Graphs load (or build) before this run commits anything new, and only then: an unchanged tree is the
+            # scan alone (no graph read, no model built: a deferred content model stays unbuilt).
+            for space in [enc.space for enc in encoders] + ([faces.space] if faces is not None else []):
+                store.index(space)
+            _Pipeline(store, encoders, report, needs_by_space, gone_contents, batch_size,
+                      default_threads() if threads is None else threads, commit_every_s,
+                      progress, faces, needs_faces, remote, info_missing).run(todo)
 
         removed_ok = [p for p in gone if known[p].status == "ok"]
         with catalog.transaction():
