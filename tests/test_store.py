@@ -84,3 +84,40 @@ def test_saves_replace_files_atomically_and_leave_no_litter(db: Path, tmp_path: 
     write_gallery(tmp_path / "pics2", 2, start_seed=40)
     run_index(Settings.for_db(db, model=tiny_spec), [tmp_path / "pics2"])
     assert _graph(db).name != first and not list(db.glob(".*.tmp"))
+
+
+def test_an_unchanged_graph_file_is_not_read_through_again_but_any_write_to_it_is(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load checks CRC32 and neighbour lists (reading the whole file) only when the file changed since it was written
+    or fully checked; a write with the modification time put back is still seen (ctime), and refused."""
+    import os
+
+    from imagesim.store import vectors
+
+    reads: list[str] = []
+    real = vectors.file_crc32
+    monkeypatch.setattr(vectors, "file_crc32", lambda p: (reads.append(p.name), real(p))[1])
+
+    def search() -> int:
+        with Gallery.open(db) as g:
+            return len(g.search_vector(np.ones(g.store.catalog.space("content").dim, np.float32), k=10))
+
+    assert search() == 6 and reads == []  # stamped when the indexer saved it
+    store = Store.open(db)
+    with store.catalog.transaction():
+        store.catalog.delete_meta("graph_checked:content")  # e.g. a database copied elsewhere (another inode)
+    store.close()
+    assert search() == 6 and reads == [_graph(db).name]
+    assert main(["verify", "--db", str(db)]) == 0  # a full check records the stamp again
+    reads.clear()
+    assert search() == 6 and reads == []
+
+    graph = _graph(db)
+    before = graph.stat()
+    raw = bytearray(graph.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    graph.write_bytes(raw)
+    os.utime(graph, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with Gallery.open(db) as g, pytest.raises(StoreError, match="imagesim repair"):
+        g.search_vector(np.ones(g.store.catalog.space("content").dim, np.float32))
+    assert reads == [graph.name]

@@ -164,3 +164,15 @@ def test_bitmap_label_sets_track_deletes_and_re_adds(tmp_path: Path) -> None:
     assert 10 not in found[0].tolist()
     vi.add(np.array([10]), vecs[9:10])
     assert vi.search(vecs[9], 1)[0][0, 0] == 10 and len(vi) == 299
+
+
+def test_sorted_unique_and_contains_sorted_agree_with_numpy() -> None:
+    from imagesim.store.vectors import contains_sorted, sorted_unique
+
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 2, 5, 1000):
+        values = rng.integers(0, 50, n)
+        assert sorted_unique(values).tolist() == np.unique(values).tolist()
+        table = sorted_unique(rng.integers(0, 50, 7))
+        assert contains_sorted(table, values).tolist() == np.isin(values, table).tolist()
+    assert contains_sorted(np.zeros(0, np.int64), np.arange(3)).tolist() == [False] * 3

@@ -25,6 +25,7 @@ from ..errors import ImagesimError, first_line
 from ..images import load_image
 from ..store import Store
 from ..store.photos import Selection
+from ..store.vectors import sorted_unique
 from . import explain
 from .results import Match, Query
 
@@ -147,7 +148,7 @@ def candidate_pairs(ids: np.ndarray, codes: np.ndarray,
 
 def region_table(labels: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Graph rows (label = id * PARTS + region) -> (ids, codes (n, PARTS, PART)), one row per photo."""
-    ids = np.unique(labels // PARTS)
+    ids = sorted_unique(labels // PARTS)
     codes = np.zeros((len(ids), PARTS, vectors.shape[1]), np.float32)
     codes[np.searchsorted(ids, labels // PARTS), labels % PARTS] = vectors
     return ids, codes
@@ -236,7 +237,7 @@ def _components(edges: list[tuple[int, int]]) -> list[list[int]]:
     from scipy.sparse.csgraph import connected_components
 
     pairs = np.asarray(edges, dtype=np.int64)
-    ids = np.unique(pairs)
+    ids = sorted_unique(pairs)
     rows = np.searchsorted(ids, pairs)
     graph = coo_matrix((np.ones(len(rows)), (rows[:, 0], rows[:, 1])), shape=(len(ids), len(ids)))
     _, labels = connected_components(graph, directed=False)

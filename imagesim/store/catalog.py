@@ -29,6 +29,8 @@ CATALOG_NAME = "catalog.sqlite"
 MODEL_META_KEY = "content_model"  # meta: the ModelSpec (JSON) the content space was built with
 DELETES_KEY = "vectors_deletes"  # meta: bumped by every change that deletes vectors (a graph must then sync in full)
 GRAPH_SYNC_KEY = "graph_sync:"  # meta + space: (generation, vectors rowid, deletes) its saved graph reflects
+# meta + space: the stat stamp (`vectors.file_stamp`) of its graph file when that was last written or fully checked
+GRAPH_CHECKED_KEY = "graph_checked:"
 
 
 # Paths are stored as TEXT when they are UTF-8 (nearly always) and as a BLOB of the file system's bytes when they are
@@ -236,6 +238,7 @@ class Catalog(CheckedDb):
             self.conn.execute("DELETE FROM spaces WHERE name=?", (name,))
             self.conn.execute("DELETE FROM index_files WHERE space=?", (name,))
             self.delete_meta(GRAPH_SYNC_KEY + name)
+            self.delete_meta(GRAPH_CHECKED_KEY + name)
 
     def contents_missing(self, space: str) -> list[int]:
         """Contents that have a file but no vector in `space` (e.g. after a model change)."""
@@ -316,6 +319,13 @@ class Catalog(CheckedDb):
 
     def put_graph_sync(self, space: str, generation: int, top: int, deletes: int) -> None:
         self.set_meta(GRAPH_SYNC_KEY + space, json.dumps([int(generation), int(top), int(deletes)]))
+
+    def graph_checked(self, space: str) -> str | None:
+        """The stamp of the space's graph file when it was last written or fully checked (None: never recorded)."""
+        return self.meta(GRAPH_CHECKED_KEY + space)
+
+    def put_graph_checked(self, space: str, stamp: str) -> None:
+        self.set_meta(GRAPH_CHECKED_KEY + space, stamp)
 
     # ---- saved graph files ---------------------------------------------------------------------------------------
 

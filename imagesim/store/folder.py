@@ -22,7 +22,7 @@ from ..config import EXACT_SEARCH_MAX, default_threads
 from ..errors import ModelMismatch, NoIndex, StoreError
 from .catalog import CATALOG_NAME, GRAPH_SYNC_KEY, Catalog
 from .schema import damaged
-from .vectors import IndexFileState, VectorIndex, check_file
+from .vectors import IndexFileState, VectorIndex, check_file, file_stamp
 
 LOCK_NAME = "index.lock"
 # Rebuild a graph on save when this share of its slots are deleted items (keeps memory and recall in check).
@@ -121,7 +121,8 @@ class Store:
         if state.fingerprint != info.fingerprint:
             raise StoreError(f"index file {state.filename} was made by another model than the catalog's{remedy}")
         try:
-            vi = VectorIndex.load(self.folder, state, info.dim, threads=self.threads, exact_max=self.exact_max)
+            vi = VectorIndex.load(self.folder, state, info.dim, threads=self.threads, exact_max=self.exact_max,
+                                  checked=self.catalog.graph_checked(space))
         except StoreError as exc:
             raise StoreError(f"{exc}{remedy}") from None
         record = self.catalog.graph_sync(space)
@@ -221,8 +222,11 @@ class Store:
                 generation = (state.generation if state else 0) + 1
                 synced = now if self._writing else vi.synced
                 new_state = vi.save(self.folder, space, generation, info.fingerprint)
+                stamp = file_stamp(self.folder / new_state.filename)
                 with self.catalog.transaction():
                     self.catalog.put_index_file(new_state)
+                    if stamp is not None:  # written and checksummed by us: later loads need not read it all again
+                        self.catalog.put_graph_checked(space, stamp)
                     if synced is not None:
                         self.catalog.put_graph_sync(space, generation, *synced)
                     else:
@@ -250,12 +254,27 @@ class Store:
         for info, state in states:
             if state is None:
                 continue
-            problem = check_file(self.folder / state.filename, state, info.dim)
+            path = self.folder / state.filename
+            stamp = file_stamp(path)
+            problem = check_file(path, state, info.dim)
             if problem is not None and self._same_state(state):  # not just replaced by an indexer meanwhile
                 raise StoreError(f"{problem}; run `imagesim repair --db {self.folder}` to rebuild it from the "
                                  "stored vectors (no re-encoding)")
+            if problem is None and stamp is not None and stamp == file_stamp(path):
+                self._record_checked(info.name, state, stamp)
             done.append(info.name)
         return done
+
+    def _record_checked(self, space: str, state: IndexFileState, stamp: str) -> None:
+        """Remember that the file with this stamp passed the full check (best effort: a read-only catalog or a busy
+        writer leaves the old record, and loads then check in full)."""
+        with self.lock:
+            try:
+                if self._same_state(state) and self.catalog.graph_checked(space) != stamp:
+                    with self.catalog.transaction():
+                        self.catalog.put_graph_checked(space, stamp)
+            except (sqlite3.Error, StoreError):
+                pass
 
     def _same_state(self, state: IndexFileState) -> bool:
         with self.lock:
