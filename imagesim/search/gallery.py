@@ -21,8 +21,8 @@ from ..encoders import Encoder
 from ..encoders.towers import TextTower, TowersUnusable, VisualTower, open_tower
 from ..errors import WEIGHTS_REMEDY, ImagesimError, ModelMismatch, ModelMissing
 from ..faces.analyze import FaceAnalyzer
+from ..faces.catalog import face_count
 from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search_faces
-from ..faces.store import face_count
 from ..images import load_image
 from ..store import MODEL_META_KEY, Store
 from ..store.photos import PhotoTable, Selection
