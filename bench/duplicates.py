@@ -91,7 +91,8 @@ def _query_ms(queries: list[Image.Image], index: object, paths: list, images: li
     from imagesim.encoders.dup import region_codes
     from imagesim.encoders.keypoints import align
     from imagesim.images import load_image
-    from imagesim.search.duplicates import Verifier, candidate_pairs, verdict
+    from imagesim.search.duplicates.candidates import candidate_pairs
+    from imagesim.search.duplicates.verify import Verifier, verdict
 
     def load(c: int, side: int) -> Image.Image:
         return load_image(paths[c], draft_size=side) if c < len(paths) else images[c]
@@ -123,7 +124,8 @@ def main(argv: list[str]) -> int:
     from bench.dup_v3 import is_duplicate as v3_duplicate
     from imagesim.encoders.dup import PART, DupEncoder, split_parts
     from imagesim.encoders.keypoints import features, sketch_inliers
-    from imagesim.search.duplicates import GATE_INLIERS, KNN_EF, PARTS, Verifier, candidate_pairs, verified_groups
+    from imagesim.search.duplicates.candidates import KNN_EF, PARTS, candidate_pairs
+    from imagesim.search.duplicates.verify import GATE_INLIERS, Verifier, verified_groups
     from imagesim.store.vectors import VectorIndex
 
     paths = flower_photos()

@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
     if not flower_photos():
         print("flowers17 not found: skipped")
         return 0
-    from imagesim.search import duplicates
+    from imagesim.search.duplicates import queries as duplicates  # where gallery_groups finds its Verifier
     from imagesim.store import Store
 
     folder = CACHE / str(n)

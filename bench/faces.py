@@ -56,8 +56,8 @@ def run_imagesim(analyzer: Any, photos: list[tuple[str, str, list[str]]]) -> tup
     """Index the distinct photos with faces on (no content model); return seconds and faces by sha.
 
     The models are loaded before the clock starts, as face_recognition loads its own at import."""
+    from imagesim.faces.catalog import descriptors, face_rows
     from imagesim.faces.stage import FaceStage, configure_faces
-    from imagesim.faces.store import descriptors, face_rows
     from imagesim.indexer import index_gallery
     from imagesim.store import Store
 

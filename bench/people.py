@@ -54,7 +54,7 @@ def _recluster(db: str) -> int:
 
 
 def _partition(store: Any, truth: dict[int, int]) -> tuple[float, float]:
-    from imagesim.faces.store import face_rows
+    from imagesim.faces.catalog import face_rows
     from tests.support.facevectors import pairwise
 
     rows = [r for r in face_rows(store.catalog) if r.id in truth]

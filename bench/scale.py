@@ -297,7 +297,7 @@ def _encode(config: str, weights: str, folder: str) -> int:
     """Decode and encode photos with every space's real encoder and the face models, as `index` does (2 threads
     for the models); print the seconds: the encoding part of an `index` run over them."""
     from imagesim.config import ModelSpec
-    from imagesim.faces.store import analyzer_for
+    from imagesim.faces.schema import analyzer_for
     from imagesim.images import find_images, load_image
 
     encs = [create_encoder("clip", spec=ModelSpec(name=config, pretrained=None, weights=weights)),

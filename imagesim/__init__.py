@@ -14,7 +14,7 @@ from .errors import (
                      WeightsUnavailable,
 )
 from .images import find_images, load_image
-from .search import Gallery, Match  # also registers the face tables with the store (imagesim.faces.store)
+from .search import Gallery, Match  # also registers the face tables with the store (imagesim.faces.schema)
 
 __all__ = ["Gallery", "ImageError", "ImagesimError", "Match", "ModelError", "ModelMismatch", "ModelSpec",
            "NoFaceFound", "NoIndex", "Settings", "StoreError", "WeightsUnavailable", "find_images", "load_image"]

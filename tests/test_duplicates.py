@@ -18,7 +18,8 @@ from imagesim.encoders.dup import PART, REGIONS, mirrored, region_codes, trim_bo
 from imagesim.encoders.keypoints import align, features
 from imagesim.indexer import run_index
 from imagesim.search import Gallery, explain
-from imagesim.search.duplicates import PARTS, Verifier, candidate_pairs, verdict, verified_groups
+from imagesim.search.duplicates.candidates import PARTS, candidate_pairs
+from imagesim.search.duplicates.verify import Verifier, verdict, verified_groups
 from imagesim.store.vectors import VectorIndex
 from tests.support.edits import ALL_FAMILIES, FAMILIES, jpeg
 from tests.support.photos import ROOT

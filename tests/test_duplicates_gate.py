@@ -10,15 +10,8 @@ from PIL import Image
 from imagesim.encoders import create_encoder
 from imagesim.encoders.dup import PART
 from imagesim.encoders.keypoints import sketch, sketch_inliers
-from imagesim.search.duplicates import (
-    CANDIDATES,
-    GATE_INLIERS,
-    PARTS,
-    SINGLE,
-    Verifier,
-    candidate_pairs,
-    verified_groups,
-)
+from imagesim.search.duplicates.candidates import CANDIDATES, PARTS, SINGLE, candidate_pairs
+from imagesim.search.duplicates.verify import GATE_INLIERS, Verifier, verified_groups
 from imagesim.store.vectors import VectorIndex
 from tests.support.edits import ALL_FAMILIES, FAMILIES
 from tests.support.photos import ROOT

@@ -12,11 +12,12 @@ from PIL import Image, ImageFilter
 from imagesim.encoders import Encoder
 from imagesim.faces import verdicts
 from imagesim.faces.analyze import Face, FaceAnalyzer
+from imagesim.faces.catalog import FaceCatalog
 from imagesim.faces.detect import FaceDetector
 from imagesim.faces.quality import FaceQuality, turn
+from imagesim.faces.schema import QUALITY_TABLES, TABLES
 from imagesim.faces.search import LOW_QUALITY, search_faces
 from imagesim.faces.stage import FaceStage
-from imagesim.faces.store import QUALITY_TABLES, TABLES, FaceCatalog
 from imagesim.faces.verdicts import LOW_BAND, QUALITY_WIDEN, SURE_SAME, TOLERANCE, low_band, verdict
 from imagesim.store import Store
 from tests.support.facefakes import (
@@ -239,7 +240,7 @@ def test_deleting_faces_takes_their_quality_rows(tmp_path: Path, tiny_encoder: E
     try:
         count = "SELECT COUNT(*) FROM face_quality"
         assert store.catalog.conn.execute(count).fetchone()[0] == 2
-        from imagesim.faces.store import delete_faces
+        from imagesim.faces.catalog import delete_faces
 
         delete_faces(store, [r.id for r in FaceCatalog(store.catalog).all_faces()][:1])
         assert store.catalog.conn.execute(count).fetchone()[0] == 1

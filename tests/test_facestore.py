@@ -7,7 +7,8 @@ from pathlib import Path
 
 from imagesim.config import Settings
 from imagesim.encoders import Encoder
-from imagesim.faces.store import FACES, face_rows, face_settings
+from imagesim.faces.catalog import face_rows
+from imagesim.faces.schema import FACES, face_settings
 from imagesim.indexer import run_index
 from imagesim.store import Store
 from tests.support.counting import Counting

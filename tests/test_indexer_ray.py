@@ -175,7 +175,7 @@ def test_offline_on_ray(tmp_path: Path, ray_cluster: str) -> None:
 @pytest.mark.slow
 def test_faces_on_ray(tmp_path: Path, tiny_spec: ModelSpec, ray_cluster: str) -> None:
     """Faces on: the workers run the run's face models (here the fakes, pickled to them); same faces, same people."""
-    from imagesim.faces.store import FaceCatalog
+    from imagesim.faces.catalog import FaceCatalog
     from imagesim.indexer.cluster import RayOptions
     from tests.support.facefakes import fake_analyzer, write_face_photo
 

@@ -10,10 +10,11 @@ import pytest
 
 from imagesim.encoders import Encoder, normalize
 from imagesim.errors import ImagesimError
+from imagesim.faces.catalog import face_rows
 from imagesim.faces.cluster import constrained_whispers
 from imagesim.faces.people import People
+from imagesim.faces.schema import FACES
 from imagesim.faces.search import search_faces
-from imagesim.faces.store import FACES, face_rows
 from imagesim.store import Store
 from tests.support.facefakes import PALETTE, FakeEmbedder, face_photo, fake_analyzer, index_with_fakes, write_face_photo
 

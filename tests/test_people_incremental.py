@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import imagesim.faces.store as face_store
+import imagesim.faces.catalog as face_catalog
 from imagesim.cli.main import main
 from imagesim.encoders import Encoder
 from imagesim.faces.analyze import Face
+from imagesim.faces.catalog import face_rows
 from imagesim.faces.incremental import K_UPDATE, people_state
 from imagesim.faces.people import People
-from imagesim.faces.store import face_rows
 from imagesim.store import Store
 from tests.support.facefakes import fake_analyzer, index_with_fakes, write_face_photo
 from tests.support.facevectors import add_faces, identities, open_face_store, pairwise
@@ -29,7 +29,7 @@ class Spy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
         self.queries = self.rows = self.descriptors = 0
-        search, rows, descs = store.search, face_store.face_rows, face_store.descriptors
+        search, rows, descs = store.search, face_catalog.face_rows, face_catalog.descriptors
 
         def counted_search(space: str, queries: np.ndarray, k: int, **kwargs: Any) -> Any:
             self.queries += len(np.atleast_2d(queries))
@@ -46,8 +46,8 @@ class Spy:
             return out
 
         monkeypatch.setattr(store, "search", counted_search)
-        monkeypatch.setattr(face_store, "face_rows", counted_rows)
-        monkeypatch.setattr(face_store, "descriptors", counted_descs)
+        monkeypatch.setattr(face_catalog, "face_rows", counted_rows)
+        monkeypatch.setattr(face_catalog, "descriptors", counted_descs)
 
 
 @pytest.fixture()
@@ -228,7 +228,7 @@ def _pair_agreement(a: list[int | None], b: list[int | None]) -> float:
 
 
 def test_forgetting_all_faces_forgets_the_incremental_state(synthetic: tuple[Store, Any, Any]) -> None:
-    from imagesim.faces.store import set_faces
+    from imagesim.faces.schema import set_faces
 
     store, stage, ids = synthetic
     rng = np.random.default_rng(2)

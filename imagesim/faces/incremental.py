@@ -25,8 +25,9 @@ import numpy as np
 
 from ..encoders import normalize
 from ..store import Store
+from .catalog import FaceCatalog, FaceRow
 from .cluster import LINK, assign_persons, constraints, knn_links, seeds_people, whispers
-from .store import FACES, PEOPLE_STATE_KEY, FaceCatalog, FaceRow, face_settings
+from .schema import FACES, PEOPLE_STATE_KEY, face_settings
 
 STATE_KEY = PEOPLE_STATE_KEY  # JSON {"max_id": highest face id clustered, "faces": faces then}; absent: never clustered
 K_UPDATE = 20  # graph neighbours each new face asks for

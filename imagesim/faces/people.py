@@ -21,9 +21,10 @@ from PIL import Image
 from ..errors import ImagesimError
 from ..images import load_image
 from ..store import Store
+from .catalog import FaceCatalog, Person, delete_faces, face_count
 from .detect import Box, crop_box
 from .incremental import PeopleUpdate, recluster, update
-from .store import FaceCatalog, Person, delete_faces, face_count, face_settings, has_schema, set_faces
+from .schema import face_settings, has_schema, set_faces
 
 __all__ = ["People", "Person", "PersonFace", "PersonNotFound"]
 

@@ -16,8 +16,9 @@ from ..images import load_image
 from ..store import Store
 from ..store.photos import Selection
 from .analyze import Face, FaceAnalyzer
+from .catalog import FaceCatalog, FaceRow
 from .detect import Box
-from .store import FACES, FaceCatalog, FaceRow, analyzer_for, face_settings, has_schema
+from .schema import FACES, analyzer_for, face_settings, has_schema
 from .verdicts import DECIMALS, POOR_QUALITY, face_distance, low_band, pair_quality, verdict
 
 LOW_QUALITY = "low quality face: have a look"  # the note beside a verdict judged on a poor face (wider low band)

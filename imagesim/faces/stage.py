@@ -10,9 +10,10 @@ from PIL import Image
 from ..encoders import normalize
 from ..store import Catalog, Store
 from .analyze import Face, FaceAnalyzer
+from .catalog import FaceCatalog
 from .detect import FaceDetector
 from .embed import DIM
-from .store import FACES, FaceCatalog, analyzer_for, ensure_schema, face_settings, has_schema, set_faces
+from .schema import FACES, analyzer_for, ensure_schema, face_settings, has_schema, set_faces
 
 
 class FaceStage:

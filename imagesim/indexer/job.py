@@ -14,12 +14,13 @@ from ..config import ModelSpec, Settings
 from ..encoders import WEIGHT_FREE, Encoder
 from ..errors import WeightsUnavailable
 from ..faces.analyze import FaceAnalyzer
+from ..faces.catalog import faces_version
 from ..faces.people import People
 from ..faces.stage import configure_faces
-from ..faces.store import faces_version
 from ..store import MODEL_META_KEY, Store
 from ..store.schema import damaged
-from .pipeline import IndexReport, RemoteEncode, check_roots, index_gallery
+from .pipeline import IndexReport, RemoteEncode
+from .scan import check_roots, index_gallery
 
 if TYPE_CHECKING:
     from .cluster import RayOptions

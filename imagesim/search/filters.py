@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImagesimError
-from ..faces.store import FaceCatalog, has_schema
+from ..faces.catalog import FaceCatalog
+from ..faces.schema import has_schema
 from ..metadata import FORMAT_NAMES, known_place
 from ..store import Store
 from ..store.photos import PhotoTable, Selection, realpath_folder

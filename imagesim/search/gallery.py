@@ -21,15 +21,16 @@ from ..encoders import Encoder
 from ..encoders.towers import TextTower, TowersUnusable, VisualTower, open_tower
 from ..errors import WEIGHTS_REMEDY, ImagesimError, ModelMismatch, ModelMissing
 from ..faces.analyze import FaceAnalyzer
+from ..faces.catalog import face_count
 from ..faces.search import FaceResult, analyzer_for_query, faces_enabled, search_faces
-from ..faces.store import face_count
 from ..images import load_image
 from ..store import MODEL_META_KEY, Store
 from ..store.photos import PhotoTable, Selection
 from ..store.schema import damaged
-from . import duplicates, looks
+from . import looks
 from .compose import Term, composed_search
-from .duplicates import DupGroup
+from .duplicates.groups import DupGroup
+from .duplicates.queries import find_in_gallery, gallery_groups
 from .filters import Filters, select
 from .results import Match, Query, check_paging, expand, pool_size
 
@@ -257,18 +258,18 @@ class Gallery:
     def duplicates(self, *, filters: Filters | None = None) -> list[list[str]]:
         """Groups (absolute paths) of copies in the gallery: byte-identical files and edited copies (among the
         photos `filters` let through)."""
-        return [g.paths for g in duplicates.gallery_groups(self.store, "copies", self.select(filters))]
+        return [g.paths for g in gallery_groups(self.store, "copies", self.select(filters))]
 
     @_catalog_errors
     def duplicate_groups(self, kind: str | None = None, *, filters: Filters | None = None) -> list[DupGroup]:
         """Copies and similar shots (or one `kind`: "copies", "similar"), each group with its suggested keeper
         first and every other member explained against it (among the photos `filters` let through)."""
-        return duplicates.gallery_groups(self.store, kind, self.select(filters))
+        return gallery_groups(self.store, kind, self.select(filters))
 
     @_catalog_errors
     def find_duplicates(self, query: Query, *, filters: Filters | None = None) -> list[Match]:
         """Gallery photos that are copies or near-duplicates of `query` ("is this already in my gallery?")."""
-        return duplicates.find_in_gallery(self.store, query, within=self.select(filters))
+        return find_in_gallery(self.store, query, within=self.select(filters))
 
     def _text_vector(self, text: str) -> np.ndarray:
         if not text.strip():

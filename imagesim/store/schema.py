@@ -138,7 +138,7 @@ def create_schema(conn: sqlite3.Connection, ddl: str) -> None:
 
 @dataclass(frozen=True)
 class TableSet:
-    """An optional set of tables beyond the core, created by its owner on demand (faces: `imagesim.faces.store`).
+    """An optional set of tables beyond the core, created by its owner on demand (faces: `imagesim.faces.schema`).
 
     `marker`: the table whose presence means the set is there. `spaces`: vector spaces whose labels are this set's
     ids, not content ids. `orphans`: (table, WHERE) rules that `repair` uses to drop rows pointing at nothing;
