@@ -236,8 +236,8 @@ for line in sys.stdin:
 
 
 def _damage(db: Path, kind: str, rng: random.Random) -> str | None:
+    from imagesim.store.graphfile import file_crc32
     from imagesim.store.schema import register_checksums
-    from imagesim.store.vectors import file_crc32
 
     (graph,) = db.glob("content.*.hnsw")
     raw = bytearray(graph.read_bytes())

@@ -92,11 +92,11 @@ def test_an_unchanged_graph_file_is_not_read_through_again_but_any_write_to_it_i
     or fully checked; a write with the modification time put back is still seen (ctime), and refused."""
     import os
 
-    from imagesim.store import vectors
+    from imagesim.store import graphfile
 
     reads: list[str] = []
-    real = vectors.file_crc32
-    monkeypatch.setattr(vectors, "file_crc32", lambda p: (reads.append(p.name), real(p))[1])
+    real = graphfile.file_crc32
+    monkeypatch.setattr(graphfile, "file_crc32", lambda p: (reads.append(p.name), real(p))[1])
 
     def search() -> int:
         with Gallery.open(db) as g:

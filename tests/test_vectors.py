@@ -127,7 +127,7 @@ def test_crafted_header_with_matching_checksum_is_refused(tmp_path: Path) -> Non
     """Even if someone rewrote the catalog's checksum too, an impossible header never reaches hnswlib."""
     from dataclasses import replace
 
-    from imagesim.store.vectors import file_crc32
+    from imagesim.store.graphfile import file_crc32
 
     _, state = _saved(tmp_path)
     path = tmp_path / state.filename
@@ -140,7 +140,7 @@ def test_crafted_header_with_matching_checksum_is_refused(tmp_path: Path) -> Non
 
 
 def test_label_set_behaves_like_a_set() -> None:
-    from imagesim.store.vectors import LabelSet
+    from imagesim.store.labels import LabelSet
 
     s = LabelSet([5, 3, 3, 9])
     assert len(s) == 3 and list(s) == [3, 5, 9] and 5 in s and 4 not in s and -1 not in s and 10**9 not in s
@@ -167,7 +167,7 @@ def test_bitmap_label_sets_track_deletes_and_re_adds(tmp_path: Path) -> None:
 
 
 def test_sorted_unique_and_contains_sorted_agree_with_numpy() -> None:
-    from imagesim.store.vectors import contains_sorted, sorted_unique
+    from imagesim.store.labels import contains_sorted, sorted_unique
 
     rng = np.random.default_rng(1)
     for n in (0, 1, 2, 5, 1000):

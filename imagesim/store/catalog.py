@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import integrity
+from .graphfile import IndexFileState
 from .integrity import CheckedDb
 from .schema import (
     create_schema,
@@ -23,7 +24,6 @@ from .schema import (
     register_checksums,
     table_set_ddl,
 )
-from .vectors import IndexFileState
 
 CATALOG_NAME = "catalog.sqlite"
 MODEL_META_KEY = "content_model"  # meta: the ModelSpec (JSON) the content space was built with

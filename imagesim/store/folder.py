@@ -21,8 +21,9 @@ import numpy as np
 from ..config import EXACT_SEARCH_MAX, default_threads
 from ..errors import ModelMismatch, NoIndex, StoreError
 from .catalog import CATALOG_NAME, GRAPH_SYNC_KEY, Catalog
+from .graphfile import IndexFileState, check_file, file_stamp
 from .schema import damaged
-from .vectors import IndexFileState, VectorIndex, check_file, file_stamp
+from .vectors import VectorIndex
 
 LOCK_NAME = "index.lock"
 # Rebuild a graph on save when this share of its slots are deleted items (keeps memory and recall in check).

@@ -7,11 +7,7 @@ re-encoding. A saved file carries a CRC32 and size recorded in the catalog, chec
 
 from __future__ import annotations
 
-import math
 import os
-import zlib
-from collections.abc import Iterator, Set
-from dataclasses import dataclass
 from pathlib import Path
 
 import hnswlib
@@ -19,8 +15,8 @@ import numpy as np
 
 from ..config import EXACT_SEARCH_MAX
 from ..errors import StoreError
-from .graphfile import HEADER as _HEADER
-from .graphfile import SavedVectors, deleted_labels
+from .graphfile import IndexFileState, SavedVectors, check_file, deleted_labels, file_crc32, file_stamp, fsync_dir
+from .labels import LabelSet, contains_sorted, labels_sum, sorted_unique
 
 # From the recall/latency sweep (`python -m bench speed`, docs/speed.md): ef_construction 200 buys no recall over 100
 # on clustered 512-d vectors and halves the build rate; M=16 is the knee (M=24/32 cost 2-3x the build time for
@@ -35,20 +31,6 @@ HNSW_EF_SEARCH = 128
 # slower).
 FILTER_EXACT_MAX = 5_000
 HNSW_EF_FILTERED = 64
-
-
-@dataclass(frozen=True)
-class IndexFileState:
-    """What the catalog records about a saved graph file, to check it before loading."""
-
-    space: str
-    generation: int
-    filename: str
-    size: int
-    crc32: int
-    elements: int  # slots in the graph, deleted ones included
-    labels_sum: int  # sum of all slot labels mod 2**62: a cheap check that the file holds what was saved
-    fingerprint: str
 
 
 class VectorIndex:
@@ -235,200 +217,3 @@ class VectorIndex:
         vi.live = LabelSet(live[~contains_sorted(sorted_unique(deleted), live)] if len(deleted) else live)
         vi._file = path
         return vi
-
-
-class LabelSet(Set[int]):
-    """A set of non-negative int labels kept as a bitmap (1 byte per label up to the largest) while labels are dense.
-
-    Labels are catalog ids (1, 2, 3, ...): two Python sets of them cost ~120 bytes per vector, 5 % of all the RAM a
-    stored vector takes; the bitmap costs ~2. Sparse labels (far above the count) fall back to a plain set. A
-    read-only `Set` (==, <=, &, - with Python sets work) plus add/update/discard.
-    """
-
-    def __init__(self, labels: list[int] | np.ndarray | tuple[()] = ()) -> None:
-        self._flags: np.ndarray | None = np.zeros(0, dtype=bool)
-        self._set: set[int] = set()
-        self._count = 0
-        self.update(np.asarray(labels, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return self._count if self._flags is not None else len(self._set)
-
-    def __contains__(self, label: object) -> bool:
-        if self._flags is None:
-            return label in self._set
-        return bool(isinstance(label, (int, np.integer)) and 0 <= label < len(self._flags) and self._flags[label])
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.to_array().tolist())
-
-    def contains(self, labels: np.ndarray) -> np.ndarray:
-        """A boolean per label: is it in the set (vectorised `in`)."""
-        labels = np.asarray(labels, dtype=np.int64)
-        if self._flags is None:
-            return np.fromiter((lb in self._set for lb in labels.tolist()), dtype=bool, count=len(labels))
-        inside = (labels >= 0) & (labels < len(self._flags))
-        out = np.zeros(len(labels), dtype=bool)
-        out[inside] = self._flags[labels[inside]]
-        return out
-
-    def to_array(self) -> np.ndarray:
-        """The labels, ascending, as int64."""
-        if self._flags is None:
-            return np.fromiter(sorted(self._set), dtype=np.int64, count=len(self._set))
-        return np.flatnonzero(self._flags).astype(np.int64)
-
-    def update(self, labels: list[int] | np.ndarray) -> None:
-        arr = sorted_unique(labels)
-        if not len(arr):
-            return
-        if self._flags is not None:
-            top = int(arr[-1])
-            if arr[0] < 0 or top >= 4 * (self._count + len(arr)) + (1 << 16):  # sparse: a bitmap would waste RAM
-                self._set = set(self.to_array().tolist())
-                self._flags = None
-            else:
-                if top >= len(self._flags):
-                    grown = np.zeros(max(top + 1, len(self._flags) * 3 // 2), dtype=bool)
-                    grown[:len(self._flags)] = self._flags
-                    self._flags = grown
-                self._count += int(np.count_nonzero(~self._flags[arr]))
-                self._flags[arr] = True
-                return
-        self._set.update(arr.tolist())
-
-    def add(self, label: int) -> None:
-        self.update([label])
-
-    def discard(self, label: int) -> None:
-        if self._flags is None:
-            self._set.discard(label)
-        elif label in self:
-            self._flags[label] = False
-            self._count -= 1
-
-
-def sorted_unique(values: np.ndarray | list[int]) -> np.ndarray:
-    """The distinct values, ascending, as int64: `np.unique` by a sort (numpy 2.4's hash-based `np.unique` takes
-    ~0.2 s for 320k labels where a sort takes 2 ms)."""
-    arr = np.sort(np.asarray(values, dtype=np.int64).ravel())
-    if len(arr) < 2:
-        return arr
-    keep = np.empty(len(arr), dtype=bool)
-    keep[0] = True
-    np.not_equal(arr[1:], arr[:-1], out=keep[1:])
-    return arr[keep]
-
-
-def contains_sorted(table: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """A boolean per value: is it in `table` (ascending, distinct), by binary search (no `np.unique` inside)."""
-    if not len(table):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(table, values), len(table) - 1)
-    return table[at] == values
-
-
-def labels_sum(labels: list[int] | np.ndarray) -> int:
-    return int(np.asarray(labels, dtype=np.uint64).sum(dtype=np.uint64) % np.uint64(2**62)) if len(labels) else 0
-
-
-def file_crc32(path: Path) -> tuple[int, int]:
-    crc, size = 0, 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
-    return size, crc
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def file_stamp(path: Path) -> str | None:
-    """Name, inode, size, mtime and ctime of a file: any write to it (or a replacement) changes the stamp, and
-    ctime cannot be set back by a program (utime sets mtime only). None when it is not there."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return f"{path.name}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-
-
-def check_file(path: Path, state: IndexFileState, dim: int, *, deep: bool = True) -> str | None:
-    """Return why `path` must not be handed to hnswlib, or None when it is the file the catalog recorded.
-    `deep` False: size and header only (the file is known unchanged since a deep check)."""
-    if not path.is_file():
-        return f"index file {path.name} is missing"
-    size = path.stat().st_size
-    if size != state.size:
-        return f"index file {path.name} has {size} bytes, the catalog recorded {state.size} (truncated or replaced)"
-    if deep and file_crc32(path)[1] != state.crc32:
-        return f"index file {path.name} is damaged (checksum mismatch)"
-    with open(path, "rb") as fh:
-        head = fh.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        return f"index file {path.name} is too short for a header"
-    (offset_l0, max_el, count, per_el, label_off, offset_data, maxlevel, entry, max_m, max_m0, m, mult,
-     efc) = _HEADER.unpack(head)
-    data_size = dim * 4
-    ok = (count == state.elements and count <= max_el <= 2**36 and offset_l0 == 0 and 0 < m <= 512 and max_m == m
-          and abs(mult - 1 / math.log(m if m > 1 else 2)) < 1e-9 and 0 < efc <= 100_000
-          and max_m0 == 2 * m and offset_data == 4 + max_m0 * 4 and label_off == offset_data + data_size
-          and per_el == label_off + 8 and -1 <= maxlevel < 64 and (count == 0 or entry < count)
-          and _HEADER.size + count * per_el <= size)
-    if not ok:
-        return f"index file {path.name} has an impossible header"
-    return _check_links(path, count, per_el, max_m, max_m0, maxlevel, entry) if deep else None
-
-
-def _check_links(path: Path, count: int, per_el: int, max_m: int, max_m0: int, maxlevel: int,
-                 entry: int) -> str | None:
-    """Every neighbour list must have a sane length and point at existing elements, or hnswlib would follow it."""
-    bad = f"index file {path.name} has impossible neighbour lists"
-    raw = np.memmap(path, dtype=np.uint8, mode="r")
-    start = _HEADER.size
-    for first in range(0, count, 65536):  # level 0: fixed-size records, checked in chunks
-        n = min(65536, count - first)
-        level0 = raw[start + first * per_el:start + (first + n) * per_el].reshape(n, per_el)
-        sizes = level0[:, 0:2].copy().view(np.uint16).ravel()
-        if int(sizes.max()) > max_m0:
-            return bad
-        links = level0[:, 4:4 + max_m0 * 4].copy().view(np.uint32).reshape(n, max_m0)
-        if bool((links[np.arange(max_m0)[None, :] < sizes[:, None]] >= count).any()):
-            return bad
-    # Upper levels: per element a uint32 byte size, then that many bytes of lists; most elements have none.
-    pos, i, top, entry_level = start + count * per_el, 0, 0, 0
-    per_level = max_m * 4 + 4
-    while i < count:
-        m = min(count - i, 4096)
-        if pos + 4 * m > len(raw):
-            return bad
-        sizes = raw[pos:pos + 4 * m].view(np.uint32)
-        nonzero = np.flatnonzero(sizes)
-        if not len(nonzero):
-            i, pos = i + m, pos + 4 * m
-            continue
-        skip = int(nonzero[0])
-        i, pos = i + skip, pos + 4 * skip
-        size = int(sizes[skip])
-        pos += 4
-        if size % per_level or size // per_level > 64 or pos + size > len(raw):
-            return bad
-        block = raw[pos:pos + size].copy().view(np.uint32).reshape(-1, max_m + 1)
-        n_links = block[:, 0] & 0xFFFF
-        if int(n_links.max()) > max_m or bool((block[:, 1:][np.arange(max_m)[None, :] < n_links[:, None]]
-                                               >= count).any()):
-            return bad
-        level = size // per_level
-        entry_level = level if i == entry else entry_level
-        top = max(top, level)
-        i, pos = i + 1, pos + size
-    if pos != len(raw) or (count and (top != maxlevel or entry_level != maxlevel)):
-        return bad
-    return None
-

@@ -9,8 +9,8 @@ import numpy as np
 
 from ...encoders.dup import DupEncoder, mirrored
 from ...store import Store
+from ...store.labels import sorted_unique
 from ...store.photos import Selection
-from ...store.vectors import sorted_unique
 
 DUP = "dup"
 PARTS = DupEncoder.parts

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ...encoders.keypoints import Alignment, Features, Sketch, align, features, sketch, sketch_inliers
-from ...store.vectors import sorted_unique
+from ...store.labels import sorted_unique
 
 RETRY_SCORE = 2.4  # candidates whose three best regions sum to this are also tried in the other orientation
 COPY_INLIERS = 20  # a copy: at least this many keypoints agree with one similarity transform ...
