@@ -90,13 +90,14 @@ def app_latency(n: int = 100_000, queries: int = 30) -> dict[str, Any]:
                 client.predict(handle_file(str(p)), 10, api_name="/search")
             times, raw, rows = [], [], 0
             http = httpx.Client(base_url=url, timeout=60)
+            inputs = api_inputs(http)
             for p in photos:
                 t = time.perf_counter()
                 out = client.predict(handle_file(str(p)), 10, api_name="/search")
                 times.append((time.perf_counter() - t) * 1e3)
                 rows += len(out)
                 t = time.perf_counter()  # the same call as a script without gradio_client makes it (curl-like)
-                rows += len(_raw_search(http, p))
+                rows += len(raw_search(http, p, inputs))
                 raw.append((time.perf_counter() - t) * 1e3)
         finally:
             server.terminate()
@@ -111,14 +112,25 @@ def app_latency(n: int = 100_000, queries: int = 30) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _raw_search(http: Any, photo: Path) -> list[dict[str, Any]]:
-    """Upload, call /search, read the answer from the event stream: Gradio's HTTP API without its client."""
+def api_inputs(http: Any, api_name: str = "/search") -> list[Any]:
+    """The endpoint's inputs with their defaults, as Gradio's `/gradio_api/info` lists them (a plain HTTP call
+    sends every input, in order)."""
+    info = http.get("gradio_api/info").json()["named_endpoints"][api_name]
+    return [p.get("parameter_default") for p in info["parameters"]]
+
+
+def raw_search(http: Any, photo: Path, inputs: list[Any], k: int = 10) -> list[dict[str, Any]]:
+    """Upload, call /search, read the answer from the event stream: Gradio's HTTP API without its client
+    (`inputs` from `api_inputs`; the photo and k replace the first two)."""
     with open(photo, "rb") as fh:
         [server_path] = http.post("gradio_api/upload", files={"files": (photo.name, fh, "image/jpeg")}).json()
-    payload = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}, 10]}
+    payload = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}, k, *inputs[2:]]}
     event = http.post("gradio_api/call/search", json=payload).json()["event_id"]
     text = http.get(f"gradio_api/call/search/{event}").text
-    data = next(line[len("data: "):] for line in text.splitlines()[::-1] if line.startswith("data: "))
+    lines = text.splitlines()
+    if any(line.strip() == "event: error" for line in lines):
+        raise RuntimeError(f"/search failed over HTTP: {text[-200:]}")
+    data = next(line[len("data: "):] for line in lines[::-1] if line.startswith("data: "))
     return json.loads(data)[0]
 
 
