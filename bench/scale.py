@@ -106,6 +106,7 @@ def fill(db: Path, root: Path, n: int, model_flags: list[str], rng: np.random.Ge
 
     from imagesim.config import ModelSpec
     from imagesim.indexer import index_gallery
+    from imagesim.indexer.job import CHECKPOINT_META_KEY
     from imagesim.store import MODEL_META_KEY, Store
 
     t = time.perf_counter()
@@ -117,8 +118,9 @@ def fill(db: Path, root: Path, n: int, model_flags: list[str], rng: np.random.Ge
         index_gallery(store, [root], encoders(model_flags), progress=False)
         out["index_s"] = time.perf_counter() - t
         spec = ModelSpec(name=model_flags[1], pretrained=None, weights=model_flags[3])
-        with store.catalog.transaction():
+        with store.catalog.transaction():  # what `imagesim index` records of its model, the weights file with it
             store.catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(spec)))
+            store.catalog.set_meta(CHECKPOINT_META_KEY, model_flags[3])
         t = time.perf_counter()
         out["faces"] = add_faces(store, _all_contents(store), rng)
         out["faces_s"] = time.perf_counter() - t
@@ -287,23 +289,25 @@ def indexing(db: Path, root: Path, model_flags: list[str], rng: np.random.Genera
     cli = [sys.executable, "-m", "imagesim", "index", str(root), "--db", str(db), *model_flags]
     unchanged = timed(cli, rounds=1)
     new = write_photos(root, 10_000_000, ADDED, rng)
+    listed = root.parent / "added.txt"  # the new photos lie in dated folders among the old ones: named one by one
+    listed.write_text("\n".join(str(p) for p in new))
     encode_s = _child_json([sys.executable, "-m", "bench.scale", "--encode", model_flags[1], model_flags[3],
-                            str(new[0].parent.parent)])["seconds"]
+                            str(listed)])["seconds"]
     added = timed(cli, rounds=1)
     return {"unchanged": unchanged, "added": added, "encode_s": encode_s}
 
 
-def _encode(config: str, weights: str, folder: str) -> int:
+def _encode(config: str, weights: str, listed: str) -> int:
     """Decode and encode photos with every space's real encoder and the face models, as `index` does (2 threads
     for the models); print the seconds: the encoding part of an `index` run over them."""
     from imagesim.config import ModelSpec
     from imagesim.faces.schema import analyzer_for
-    from imagesim.images import find_images, load_image
+    from imagesim.images import load_image
 
     encs = [create_encoder("clip", spec=ModelSpec(name=config, pretrained=None, weights=weights)),
             *(create_encoder(kind) for kind in ("style", "dup"))]
     analyzer = analyzer_for({"detector": "hog"})
-    paths = list(find_images([folder]))
+    paths = Path(listed).read_text().split("\n")
     t = time.perf_counter()
     for start in range(0, len(paths), 64):
         images = [load_image(p) for p in paths[start:start + 64]]
