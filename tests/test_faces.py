@@ -143,3 +143,29 @@ def test_chip_descriptor_equals_dlibs_own_alignment(datasets: Path, real_analyze
     direct = np.asarray(recognizer.compute_face_descriptor(arr, predictor(arr, rect)), dtype=np.float32)
     ours = real_analyzer.embedder.face_encodings([real_analyzer.embedder.chip(arr, box)])[0]
     assert np.allclose(direct, ours, atol=1e-4)
+
+
+def test_batches_share_one_pool_of_detection_threads() -> None:
+    """Threads are started once per analyzer, not per batch (a start waited ~0.1 s while the other thread ran)."""
+    import pickle
+    import threading
+
+    analyzer = FaceAnalyzer(FaceDetector(size=256, detector=FakeHog()), FakeEmbedder(), threads=2)
+    photos = [Image.new("RGB", (64, 48), (i * 40, 90, 120)) for i in range(4)]
+    before = {t.ident for t in threading.enumerate()}
+    started: list[int | None] = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        real_start(thread)
+        started.append(thread.ident)
+
+    threading.Thread.start = counting_start  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            assert len(analyzer.faces(photos)) == 4
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]
+    assert 1 <= len(started) <= 2 and not set(started) & before
+    copy = pickle.loads(pickle.dumps(analyzer))  # a Ray worker's copy starts its own pool when it needs one
+    assert copy._pool is None and len(copy.faces(photos)) == 4
