@@ -327,6 +327,19 @@ class Catalog(CheckedDb):
     def put_graph_checked(self, space: str, stamp: str) -> None:
         self.set_meta(GRAPH_CHECKED_KEY + space, stamp)
 
+    def record_graph_checked(self, space: str, stamp: str) -> bool:
+        """Record the stamp in its own transaction only when the write lock is free at once (a reader, e.g. serve's
+        background check, never waits on an indexer for it); False when it was not recorded."""
+        try:
+            self.conn.execute("PRAGMA busy_timeout=0")
+            with self.transaction():
+                self.put_graph_checked(space, stamp)
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            self.conn.execute("PRAGMA busy_timeout=30000")
+
     # ---- saved graph files ---------------------------------------------------------------------------------------
 
     def index_file(self, space: str) -> IndexFileState | None:

@@ -267,13 +267,12 @@ class Store:
         return done
 
     def _record_checked(self, space: str, state: IndexFileState, stamp: str) -> None:
-        """Remember that the file with this stamp passed the full check (best effort: a read-only catalog or a busy
-        writer leaves the old record, and loads then check in full)."""
+        """Remember that the file with this stamp passed the full check (best effort, never waiting: a read-only
+        catalog or a busy writer leaves the old record, and loads then check in full)."""
         with self.lock:
             try:
                 if self._same_state(state) and self.catalog.graph_checked(space) != stamp:
-                    with self.catalog.transaction():
-                        self.catalog.put_graph_checked(space, stamp)
+                    self.catalog.record_graph_checked(space, stamp)
             except (sqlite3.Error, StoreError):
                 pass
 
