@@ -49,7 +49,7 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
 
             encoders = [create_encoder(kind) for kind in WEIGHT_FREE]  # style and near-duplicate spaces
             try:
-                encoders.insert(0, content_encoder or _deferred_content(store, spec, settings, rebuild) or
+                encoders.insert(0, content_encoder or _deferred_content(store, recorded, spec, settings, rebuild) or
                                 create_encoder("clip", spec=spec, precision=settings.precision,
                                                torch_threads=settings.torch_threads))
             except WeightsUnavailable as exc:
@@ -107,11 +107,12 @@ def run_index(settings: Settings, roots: Sequence[str | os.PathLike[str]], *, re
 CHECKPOINT_META_KEY = "model_checkpoint"
 
 
-def _deferred_content(store: Store, spec: ModelSpec, settings: Settings, rebuild: bool) -> Encoder | None:
+def _deferred_content(store: Store, recorded: str | None, spec: ModelSpec, settings: Settings,
+                      rebuild: bool) -> Encoder | None:
     """The recorded content model, built only when a photo needs it (an unchanged tree then never imports torch):
     when `spec` is the model the database records, its content space exists, and the weights file it was built
-    from is still there (otherwise the model is built now, so missing weights are known before the scan)."""
-    recorded = store.catalog.meta(MODEL_META_KEY)
+    from is still there (otherwise the model is built now, so missing weights are known before the scan).
+    `recorded`: the ModelSpec JSON the database records."""
     info = store.catalog.space("content")
     if rebuild or recorded is None or info is None or ModelSpec(**json.loads(recorded)) != spec:
         return None
@@ -135,4 +136,3 @@ def _checkpoint(encoders: Sequence[Encoder]) -> str | None:
             source = getattr(enc, "checkpoint", None)
             return source if isinstance(source, str) else None
     return None
-

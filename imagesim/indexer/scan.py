@@ -124,7 +124,6 @@ def check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-
 def fill_info(store: Store, content_ids: set[int], threads: int, batch: int = 1000) -> int:
     """Read the metadata of contents indexed before it was kept, from one of their files' headers only (no
     decoding, no hashing, no encoder): how an existing database gets dates and places. Returns the rows added."""

@@ -29,7 +29,7 @@ CATALOG_NAME = "catalog.sqlite"
 MODEL_META_KEY = "content_model"  # meta: the ModelSpec (JSON) the content space was built with
 DELETES_KEY = "vectors_deletes"  # meta: bumped by every change that deletes vectors (a graph must then sync in full)
 GRAPH_SYNC_KEY = "graph_sync:"  # meta + space: (generation, vectors rowid, deletes) its saved graph reflects
-# meta + space: the stat stamp (`vectors.file_stamp`) of its graph file when that was last written or fully checked
+# meta + space: the stat stamp (`graphfile.file_stamp`) of its graph file when that was last written or fully checked
 GRAPH_CHECKED_KEY = "graph_checked:"
 
 
@@ -328,17 +328,9 @@ class Catalog(CheckedDb):
         self.set_meta(GRAPH_CHECKED_KEY + space, stamp)
 
     def record_graph_checked(self, space: str, stamp: str) -> bool:
-        """Record the stamp in its own transaction only when the write lock is free at once (a reader, e.g. serve's
-        background check, never waits on an indexer for it); False when it was not recorded."""
-        try:
-            self.conn.execute("PRAGMA busy_timeout=0")
-            with self.transaction():
-                self.put_graph_checked(space, stamp)
-            return True
-        except sqlite3.OperationalError:
-            return False
-        finally:
-            self.conn.execute("PRAGMA busy_timeout=30000")
+        """Record the stamp only when the write lock is free at once (serve's background check never waits on an
+        indexer for it); False when it was not recorded."""
+        return self.set_meta_if_free(GRAPH_CHECKED_KEY + space, stamp)
 
     # ---- saved graph files ---------------------------------------------------------------------------------------
 

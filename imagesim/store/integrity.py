@@ -366,14 +366,22 @@ class CheckedDb:
     def _record_mark(self, mark: Mark, *, wait: bool) -> None:
         """Store a mark; without `wait` only when the write lock is free at once (an open never waits on a writer)
         and the file writable: otherwise the next open checks again."""
-        try:
-            if not wait:
-                self.conn.execute("PRAGMA busy_timeout=0")
+        if wait:
             with self.transaction():
                 self.set_meta(MARK_KEY, dump_mark(mark))
+        else:
+            self.set_meta_if_free(MARK_KEY, dump_mark(mark))
+
+    def set_meta_if_free(self, key: str, value: str) -> bool:
+        """Set a meta row in its own transaction only when the write lock is free at once and the file writable (a
+        reader never waits on a writer for a record it can make later); False when it was not set."""
+        try:
+            self.conn.execute("PRAGMA busy_timeout=0")
+            with self.transaction():
+                self.set_meta(key, value)
+            return True
         except sqlite3.OperationalError:
-            if wait:
-                raise
+            return False
         finally:
             self.conn.execute("PRAGMA busy_timeout=30000")
 
