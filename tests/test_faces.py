@@ -36,7 +36,7 @@ def test_no_face_in_a_photo_without_one_and_no_embedder_loaded() -> None:
     rng = np.random.default_rng(1)
     noise = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
     assert analyzer.faces([noise, face_photo([])]) == [[], []]
-    assert analyzer.embedder._recognizer is None  # nothing to embed: the ResNet model never loaded
+    assert analyzer.embedder._net is None and analyzer.embedder._recognizer is None  # no ResNet loaded
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 3), (7, 200)])
