@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     for part, key, run in (("app", "app", lambda: speed_app.app_latency(10_000 if args.quick else 100_000,
                                                                        10 if args.quick else 30)),
                            ("faces", "faces", lambda: speed_app.faces_indexing(1 if args.quick else 3,
-                                                                               8 if args.quick else 24))):
+                                                                               8 if args.quick else 48))):
         if args.only in (None, part):
             print(f"speed: {part}", flush=True)
             data[key] = run()
@@ -134,11 +134,22 @@ def markdown(data: dict[str, Any]) -> str:
     faces = data.get("faces")
     if faces:
         lines += ["`run_index(..., faces=True)` end to end: ViT-B-32 (random weights, bf16 where the CPU has it), "
-                  "style and duplicate spaces, HOG face detection and descriptors; a fresh database per round; "
-                  "median of rounds.", "", "| photos | photos/s | faces found |", "|---|---:|---:|"]
-        lines += [f"| {label} | {v['photos_per_s']:.1f} | {v['faces']} |" for label, v in faces.items()]
+                  "style and duplicate spaces, HOG face detection and descriptors (the batch's face step on a "
+                  "thread beside the encoders); each round a fresh database that has indexed one photo (the "
+                  "one-time tower export), then a run adding one photo (the fixed cost of a run: model build, "
+                  "graphs, commit), then the set; median of rounds. *Steady* is the set's rate without that fixed "
+                  "cost: what a long run approaches.", "",
+                  "| photos | photos/s (run) | photos/s (steady) | fixed cost per run | faces found |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {label} | {v['photos_per_s']:.1f} | {v.get('steady_per_s', float('nan')):.1f} | "
+                  f"{v.get('fixed_s', float('nan')):.1f} s | {v['faces']} |" for label, v in faces.items()]
         worst = min(v["photos_per_s"] for v in faces.values())
-        lines += ["", f"Target >= 4 photos/s: {'met' if worst >= 4 else 'NOT met'} (slowest set {worst:.1f}).", ""]
+        camera = [v.get("steady_per_s", 0.0) for label, v in faces.items() if label.startswith("12 MP")]
+        lines += ["", f"Target >= 4 photos/s: {'met' if worst >= 4 else 'NOT met'} (slowest set {worst:.1f})."]
+        if camera:
+            lines += [f"Issue 15's >= 8 photos/s on 12 MP photos, steady: {'met' if camera[0] >= 8 else 'NOT met'} "
+                      f"({camera[0]:.1f})."]
+        lines += [""]
     else:
         lines += ["not measured yet: `python -m bench speed --only faces`.", ""]
     return "\n".join(lines)

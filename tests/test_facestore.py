@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from imagesim.config import Settings
 from imagesim.encoders import Encoder
@@ -122,3 +126,28 @@ def test_new_detector_detects_again(tmp_path: Path, tiny_encoder: Encoder) -> No
     index_with_fakes(db, [photos], [tiny_encoder], fake_analyzer(size=1024))  # other settings: other fingerprint
     rows = _faces(db)
     assert len(rows) == 2 and not old & {r.id for r in rows}
+
+
+def test_the_face_step_runs_on_its_own_thread_beside_the_encoders(tmp_path: Path, tiny_encoder: Encoder,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = tmp_path / "photos"
+    for i in range(3):
+        write_face_photo(photos / f"p{i}.jpg", [i], seed=i)
+    analyzer = fake_analyzer()
+    threads: dict[str, set[str]] = {"faces": set(), "encoder": set()}
+    faces, embed = analyzer.faces, tiny_encoder.embed_images
+
+    def watched_faces(images: Any) -> Any:
+        threads["faces"].add(threading.current_thread().name)
+        return faces(images)
+
+    def watched_embed(images: Any) -> Any:
+        threads["encoder"].add(threading.current_thread().name)
+        return embed(images)
+
+    monkeypatch.setattr(analyzer, "faces", watched_faces)
+    monkeypatch.setattr(tiny_encoder, "embed_images", watched_embed)
+    report = index_with_fakes(tmp_path / "db", [photos], [tiny_encoder], analyzer)
+    assert report.faces == 3 and report.added == 3
+    assert {name.rsplit("_", 1)[0] for name in threads["faces"]} == {"imagesim-faces-step"}
+    assert threads["encoder"] == {threading.current_thread().name}
