@@ -138,10 +138,13 @@ def test_chip_descriptor_equals_dlibs_own_alignment(datasets: Path, real_analyze
     img = load_image(datasets / "faces-small" / "examples" / "biden.jpg")
     arr = np.asarray(img)
     [(box, _, _)] = real_analyzer.detector.face_locations(img)
-    predictor, recognizer = real_analyzer.embedder._models()
+    from imagesim.faces.detect import model_file
+
+    predictor = real_analyzer.embedder._landmarks()
+    recognizer = dlib.face_recognition_model_v1(model_file("dlib_face_recognition_resnet_model_v1.dat"))
     rect = dlib.rectangle(*(int(round(v)) for v in box[:2]), int(round(box[2])) - 1, int(round(box[3])) - 1)
     direct = np.asarray(recognizer.compute_face_descriptor(arr, predictor(arr, rect)), dtype=np.float32)
-    ours = real_analyzer.embedder.face_encodings([real_analyzer.embedder.chip(arr, box)])[0]
+    ours = real_analyzer.embedder.face_encodings([real_analyzer.embedder.chip(arr, box)])[0]  # ONNX network
     assert np.allclose(direct, ours, atol=1e-4)
 
 
