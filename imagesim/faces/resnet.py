@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,7 @@ def read_weights(path: str) -> ResNetWeights:
     """The network's weights from dlib_face_recognition_resnet_model_v1.dat. Layers are found by their version tags
     (in the file from the input up); anything but the known layout raises ModelError."""
     try:
-        data = open(path, "rb").read()
+        data = Path(path).read_bytes()
         convs: list[tuple[np.ndarray, np.ndarray, int, int]] = []
         affines: list[tuple[np.ndarray, np.ndarray]] = []
         fc: np.ndarray | None = None
