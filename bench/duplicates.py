@@ -10,6 +10,7 @@ inside copies groups whose photos come from different originals. `python -m benc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -132,7 +133,7 @@ def main(argv: list[str]) -> int:
     if not paths:
         print("flowers17 not found: skipped")
         return 0
-    t0 = time.perf_counter()
+    t0, load_start = time.perf_counter(), os.getloadavg()[0]
     originals = [thumbnail(p, SIDE) for p in paths]
     truth = same_pixels(originals)
     order = np.random.default_rng(0).permutation(len(originals))
@@ -265,7 +266,8 @@ independent SIFT + homography check, >= 30 inliers, confirms; by eye, e.g. daisy
 similar-shot groups: {len(found['similar'])}. The remaining wrong pairs and the missed copies are listed in
 `docs/bench/duplicates.json`.
 
-Cost (measured with other jobs running on the 2 cores, {THREADS} threads): region codes {codes_ms:.1f} ms per photo (the
+Cost ({THREADS} threads; load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on
+{len(os.sched_getaffinity(0))} cores): region codes {codes_ms:.1f} ms per photo (the
 indexing cost the dup space adds; the content space costs ~24 ms per photo, `bench speed`); k-NN candidates
 {knn_ms:.2f} ms per photo ({len(pairs)} pairs, {len(pairs) / n:.1f} per photo). Verification {1000 * verify_s / n:.1f}
 ms per photo: every candidate pair gets the sketch check first ({verifier.sketched} pairs; a sketch costs
@@ -285,7 +287,7 @@ files, full check of those that pass): median {query_ms:.0f} ms.
                                      "candidate_pairs": len(pairs), "featured_photos": len(verifier.feats),
                                      "verify_ms": 1000 * verify_s / n, "aligned_pairs": verifier.checked,
                                      "est_100k_min": est_100k_min, "seconds": time.perf_counter() - t0,
-                                     "quick": args.quick})
+                                     "quick": args.quick, "load": [load_start, os.getloadavg()[0]]})
     print(md)
     return 0
 

@@ -118,7 +118,7 @@ def test_candidates_come_from_knn_and_groups_from_verified_pairs() -> None:
     pairs = candidate_pairs(np.arange(len(images)), rows.reshape(len(images), PARTS, PART), index.search, limit=2,
                             single=0)
     assert (0, 5) in pairs and (1, 6) in pairs and pairs[(1, 6)][1]  # the mirror was seen as one
-    assert all(sum(1 for p in pairs if i in p) <= 2 * 2 for i in range(len(images)))  # bounded per photo
+    assert len(pairs) <= len(images) * 2  # bounded: each photo adds at most `limit` pairs (a hub may be in more)
     verifier = Verifier(lambda i: images[i] if i != 4 else None)  # photo 4 unreadable: matches nothing
     groups = verified_groups(pairs, verifier)
     assert groups["copies"] == [[0, 5], [1, 6]]

@@ -49,7 +49,7 @@ def _same_database(local: Path, remote: Path) -> None:
                                                                           for s in cb.spaces()}
         checked = 0
         for space in [s.name for s in ca.spaces() if s.name != "faces"]:
-            parts = DupEncoder.parts if space == "dup" else 1  # dup: 16 region codes a photo
+            parts = DupEncoder.parts if space == "dup" else 1  # dup: 21 region codes a photo
             assert len(a.store.index(space)) == len(b.store.index(space)) == ca.counts()["contents"] * parts
             for path in ca.files_under(ca.roots()):
                 va, vb = a.store.stored_vector(path, space), b.store.stored_vector(path, space)

@@ -1,6 +1,6 @@
 """Copies and similar shots, in two stages: k-NN candidates from region codes, then local features with RANSAC.
 
-Stage one (`candidate_pairs`): every photo asks the "dup" graph (16 region codes per photo, `encoders/dup.py`) for
+Stage one (`candidate_pairs`): every photo asks the "dup" graph (21 region codes per photo, `encoders/dup.py`) for
 the nearest codes to its whole picture and to its mirror image; a crop meets one of its original's regions, a
 bordered copy was trimmed before it was described. Each photo keeps at most `CANDIDATES` other photos: no all-pairs
 work, and verification stays bounded per photo. Stage two (`Verifier`): ORB keypoints matched and fitted with RANSAC

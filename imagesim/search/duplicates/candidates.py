@@ -1,4 +1,4 @@
-"""Stage one: which pairs of photos are worth verifying, from the "dup" graph's region codes (16 per photo,
+"""Stage one: which pairs of photos are worth verifying, from the "dup" graph's region codes (21 per photo,
 `encoders/dup.py`), plus the content space's close neighbours when the content model has real weights."""
 
 from __future__ import annotations
