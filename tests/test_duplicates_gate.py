@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imagesim.encoders import create_encoder
 from imagesim.encoders.dup import PART
-from imagesim.encoders.keypoints import sketch, sketch_inliers
+from imagesim.encoders.keypoints import _inliers, _per_cell, sketch, sketch_inliers
 from imagesim.search.duplicates.candidates import CANDIDATES, PARTS, SINGLE, candidate_pairs
 from imagesim.search.duplicates.verify import GATE_INLIERS, Verifier, verified_groups
 from imagesim.store.vectors import VectorIndex
@@ -76,3 +76,24 @@ def test_candidates_stay_bounded_per_photo() -> None:
     chosen_by = {i: sum(1 for p in pairs if i in p) for i in range(len(images))}
     assert len(pairs) <= len(images) * 3 and max(chosen_by.values()) < len(images) - 1
     assert CANDIDATES + SINGLE <= 10  # what docs/duplicates.md promises
+
+
+def test_the_mirrored_sketch_is_the_plain_keypoints_mirrored() -> None:
+    # the sketch's mirrored keypoints are its plain corners mirrored and described again (not searched for again):
+    # a mirrored copy matches them, and plainly it matches next to nothing
+    for name in ["astronaut.jpg", "coffee.jpg", "rocket.jpg", "chelsea.jpg", "camera.jpg", "clock.jpg"]:
+        im = sample(name)
+        a, b = sketch(im), sketch(ImageOps.mirror(im))
+        assert _inliers(a.mpts, a.mdesc, b.pts, b.desc) >= 2 * GATE_INLIERS > _inliers(a.pts, a.desc, b.pts, b.desc)
+
+
+def test_keypoints_per_cell_are_each_cells_strongest_in_detection_order() -> None:
+    import cv2
+
+    grey = np.asarray(sample("astronaut.jpg").convert("L").resize((256, 256)))
+    found = cv2.ORB_create(nfeatures=1024, fastThreshold=8, edgeThreshold=15).detect(grey, None)
+    cells: dict[tuple[int, int], list[int]] = {}  # the plain Python rule the numpy one replaced
+    for i, k in enumerate(found):
+        cells.setdefault((int(4 * k.pt[0] / 256), int(4 * k.pt[1] / 256)), []).append(i)
+    expected = [i for ids in cells.values() for i in sorted(ids, key=lambda i: -found[i].response)[:16]]
+    assert len(found) > 200 and _per_cell(found, 256, 256, 16).tolist() == expected
