@@ -92,8 +92,10 @@ def test_keypoints_per_cell_are_each_cells_strongest_in_detection_order() -> Non
 
     grey = np.asarray(sample("astronaut.jpg").convert("L").resize((256, 256)))
     found = cv2.ORB_create(nfeatures=1024, fastThreshold=8, edgeThreshold=15).detect(grey, None)
+    xy = np.array([k.pt for k in found], np.float32)
+    response = np.array([k.response for k in found])
     cells: dict[tuple[int, int], list[int]] = {}  # the plain Python rule the numpy one replaced
     for i, k in enumerate(found):
         cells.setdefault((int(4 * k.pt[0] / 256), int(4 * k.pt[1] / 256)), []).append(i)
     expected = [i for ids in cells.values() for i in sorted(ids, key=lambda i: -found[i].response)[:16]]
-    assert len(found) > 200 and _per_cell(found, 256, 256, 16).tolist() == expected
+    assert len(found) > 200 and _per_cell(xy, response, grey.shape, 16 * 16).tolist() == expected

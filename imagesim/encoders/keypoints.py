@@ -53,7 +53,7 @@ class Features:
         most pairs are settled in one orientation."""
         if self._mirror is None:
             grey = self.grey if self.grey is not None else np.zeros((8, 8), np.uint8)
-            self._mirror = _detect(np.ascontiguousarray(grey[:, ::-1]))[:2]
+            self._mirror = _detect(np.ascontiguousarray(grey[:, ::-1]))
             self.grey = None
         return self._mirror
 
@@ -86,7 +86,7 @@ def features(img: Image.Image) -> Features:
     small = img.resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.BILINEAR) if f < 1 else img
     rgb = np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    pts, desc = _detect(grey)[:2]
+    pts, desc = _detect(grey)
     left, top, right, bottom = trim = trim_box(small)
     inner = grey[top:bottom, left:right] if right - left >= 8 and bottom - top >= 8 else grey
     detail = float(np.abs(cv2.Laplacian(inner, cv2.CV_32F)).mean() / (inner.std() + 1.0))
@@ -96,47 +96,59 @@ def features(img: Image.Image) -> Features:
     return Features(w, h, pts, desc, grey, thumb, small.size, trim, detail)
 
 
-def _detect(g: np.ndarray, wanted: int = ORB_FEATURES, mirrored: int = 0
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _detect(g: np.ndarray, wanted: int = ORB_FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints (x, y) and descriptors: the strongest corners per cell of a 4x4 grid, so a watermark's or
-    caption's sharp letters cannot take every keypoint, and a soft photo keeps some of its own. With `mirrored`,
-    also that many of the left-right mirrored image's (the same corners mirrored, each cell's strongest: FAST and
-    the Harris score do not care about a mirror, so they are not searched for again), else two empty arrays."""
+    caption's sharp letters cannot take every keypoint, and a soft photo keeps some of its own."""
+    orb, found, xy, response = _corners(g, wanted)
+    return _describe(orb, g, [found[i] for i in _per_cell(xy, response, g.shape, wanted).tolist()])
+
+
+def _detect_with_mirror(g: np.ndarray, wanted: int, mirrored: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_detect` of `g`, and `mirrored` keypoints of the left-right mirrored image: the same corners mirrored (FAST
+    and the Harris score do not care about a mirror, so they are not searched for again), each cell's strongest,
+    described on the mirrored pixels."""
+    import cv2
+
+    orb, found, xy, response = _corners(g, wanted)
+    pts, desc = _describe(orb, g, [found[i] for i in _per_cell(xy, response, g.shape, wanted).tolist()])
+    flipped_xy = xy.copy()
+    flipped_xy[:, 0] = g.shape[1] - 1 - flipped_xy[:, 0]
+    flipped = [cv2.KeyPoint(float(flipped_xy[i, 0]), found[i].pt[1], found[i].size, (180.0 - found[i].angle) % 360.0,
+                            found[i].response, found[i].octave)
+               for i in _per_cell(flipped_xy, response, g.shape, mirrored).tolist()]
+    return (pts, desc, *_describe(orb, np.ascontiguousarray(g[:, ::-1]), flipped))
+
+
+def _corners(g: np.ndarray, wanted: int) -> tuple[Any, Sequence, np.ndarray, np.ndarray]:
+    """ORB's detector for `wanted` keypoints, its corners (four times as many), their (x, y) and responses."""
     import cv2
 
     orb = cv2.ORB_create(nfeatures=4 * wanted, fastThreshold=8, edgeThreshold=15)  # type: ignore[attr-defined]
     found = orb.detect(g, None)
-    hh, ww = g.shape
-    pts, desc = _describe(orb, g, found, _per_cell(found, ww, hh, max(1, wanted // 16)))
-    if not mirrored:
-        return pts, desc, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-    flipped = [cv2.KeyPoint(ww - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
-               for k in found]
-    mpts, mdesc = _describe(orb, np.ascontiguousarray(g[:, ::-1]), flipped,
-                            _per_cell(flipped, ww, hh, max(1, mirrored // 16)))
-    return pts, desc, mpts, mdesc
+    xy = cv2.KeyPoint_convert(found) if len(found) else np.zeros((0, 2), np.float32)  # type: ignore[attr-defined]
+    return orb, found, xy.reshape(-1, 2), np.fromiter((k.response for k in found), np.float64, len(found))
 
 
-def _per_cell(found: Sequence, ww: int, hh: int, per: int) -> np.ndarray:
-    """Indices of the `per` strongest keypoints of each cell of a 4x4 grid: cells in order of their first keypoint,
-    strongest first within a cell (numpy; a Python loop over ~1,000 keypoints cost ~1 ms a photo)."""
-    import cv2
-
-    if not len(found):
+def _per_cell(xy: np.ndarray, response: np.ndarray, shape: tuple[int, ...], wanted: int) -> np.ndarray:
+    """Indices of the wanted / 16 strongest keypoints of each cell of a 4x4 grid over an image of `shape`: cells in
+    order of their first keypoint, strongest first within a cell (numpy; a Python loop over ~1,000 keypoints cost
+    ~1 ms a photo)."""
+    if not len(xy):
         return np.zeros(0, np.int64)
-    xy = cv2.KeyPoint_convert(list(found))  # type: ignore[attr-defined]
-    response = np.fromiter((k.response for k in found), np.float64, len(found))
-    cell = np.minimum((4 * xy[:, 0] / ww).astype(np.int64), 4) * 8 + np.minimum((4 * xy[:, 1] / hh).astype(np.int64), 4)
+    hh, ww = shape[:2]
+    cell = (4 * xy[:, 0] / ww).astype(np.int64) * 4 + (4 * xy[:, 1] / hh).astype(np.int64)
     _, first, inverse = np.unique(cell, return_index=True, return_inverse=True)
-    order = np.lexsort((-response, first[inverse]))  # stable: equal responses keep their detection order
-    group = first[inverse][order]
+    group = first[inverse]  # each keypoint's cell, named by the cell's first keypoint
+    order = np.lexsort((-response, group))  # stable: equal responses keep their detection order
+    group = group[order]
     starts = np.r_[True, group[1:] != group[:-1]]
     rank = np.arange(len(order)) - np.flatnonzero(starts)[np.cumsum(starts) - 1]
-    return order[rank < per]
+    return order[rank < max(1, wanted // 16)]
 
 
-def _describe(orb: Any, g: np.ndarray, found: Sequence, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    kps, desc = orb.compute(g, [found[i] for i in chosen.tolist()])
+def _describe(orb: Any, g: np.ndarray, chosen: list) -> tuple[np.ndarray, np.ndarray]:
+    kps, desc = orb.compute(g, chosen)
     if desc is None:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     return np.array([k.pt for k in kps], np.float32), desc
@@ -309,7 +321,7 @@ def sketch(img: Image.Image) -> Sketch:
         small = small.resize((max(8, round(small.width * f)), max(8, round(small.height * f))),
                              Image.Resampling.BILINEAR)
     grey = np.ascontiguousarray(np.asarray(small.convert("L"), dtype=np.uint8))
-    pts, desc, mpts, mdesc = _detect(grey, SKETCH_FEATURES, mirrored=SKETCH_FEATURES // 2)
+    pts, desc, mpts, mdesc = _detect_with_mirror(grey, SKETCH_FEATURES, SKETCH_FEATURES // 2)
     return Sketch(w, h, pts, desc, mpts, mdesc)
 
 
